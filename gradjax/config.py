@@ -1,0 +1,188 @@
+"""``NetConfig``: one network of the zoo, as a frozen, hashable, self-validating dataclass.
+
+A ``NetConfig`` is a static argument to ``jax.jit``. Every bad value raises ``ValueError`` or
+``TypeError`` naming the field, the value and what is allowed; nothing is silently replaced.
+Fields left at ``None`` are *resolved* on construction to the value that applies (e.g. ``in_dim``
+→ ``width``; ``sigma_w2`` → 1.0 for ``gaussian``, 2.0 for ``he_normal``), so that ``cfg.sigma_w2``
+is always the effective weight variance σ_w² = fan_in·Var(W) of the N×N blocks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Union
+
+import jax
+
+from gradjax._validate import check_choice, check_int, check_real
+from gradjax.nn.activations import ACTIVATIONS, DEFAULT_LEAKY_SLOPE, DEFAULT_PRELU_SLOPE, SLOPED
+from gradjax.nn.init import INITIALIZERS, SCALED, weight_sigma_w2
+
+ARCHS = ("mlp", "resmlp", "rnn")
+NORMS = ("none", "batchnorm", "layernorm", "rmsnorm")
+NORM_POSITIONS = ("pre", "post")
+DTYPES = ("float32", "float64")
+RESIDUAL_SCALE_RULES = ("1/sqrt(L)",)
+_RNN_NORMS = ("none", "layernorm", "rmsnorm")  # batch statistics shared across time steps are ill-defined
+
+
+@dataclasses.dataclass(frozen=True)
+class NetConfig:
+    """One network: a stack of ``depth`` blocks of width ``width``.
+
+    Blocks carry the pre-activation ``h_l`` (shape (B, N)) from one to the next:
+
+    * ``mlp``:    ``h_l = W_l φ(h_{l-1}) + b_l``
+    * ``resmlp``: ``h_l = h_{l-1} + α (W_l φ(h_{l-1}) + b_l)``
+    * ``rnn``:    ``h_t = W φ(h_{t-1}) + U x_t + b`` (weights shared over the ``depth`` time steps;
+      this is the vanilla RNN s_t = φ(W s_{t-1} + U x_t + b) written in its pre-activation a_t)
+
+    with an input layer ``h_0 = x W_in + b_in`` (mlp/resmlp; ``h_0 = 0`` for rnn) and a readout
+    ``y = φ(h_L) W_out + b_out``. A norm (if any) normalizes the block's input (``pre``) or its
+    output (``post``).
+
+    Attributes:
+      arch: "mlp" | "resmlp" | "rnn".
+      depth: number of blocks L (time steps for rnn), integer ≥ 1.
+      width: hidden width N, integer ≥ 1.
+      in_dim, out_dim: input / output sizes (default: width).
+      activation: registry name, see ``gradjax.nn.activations.ACTIVATIONS``.
+      init: weight scheme of the blocks, see ``gradjax.nn.init.INITIALIZERS``.
+      sigma_w2: effective weight variance σ_w² (fan_in·Var W); set it only for gaussian/orthogonal.
+      sigma_b2: bias variance σ_b² (biases ~ N(0, σ_b²)).
+      norm: "none" | "batchnorm" | "layernorm" | "rmsnorm".
+      norm_position: "pre" | "post".
+      residual_scale: branch scale α of resmlp, a positive number or "1/sqrt(L)".
+      leaky_slope: negative-side slope of leaky_relu (default 0.01) or initial slope of prelu (0.25).
+      dtype: "float32" | "float64" (float64 needs ``jax.config.update("jax_enable_x64", True)``).
+    """
+
+    depth: int
+    width: int
+    arch: str = "mlp"
+    in_dim: int | None = None
+    out_dim: int | None = None
+    activation: str = "tanh"
+    init: str = "gaussian"
+    sigma_w2: float | None = None
+    sigma_b2: float = 0.0
+    norm: str = "none"
+    norm_position: str = "pre"
+    residual_scale: Union[float, str, None] = None
+    leaky_slope: float | None = None
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 — frozen dataclass
+        check_choice("arch", self.arch, ARCHS)
+        check_int("depth", self.depth)
+        check_int("width", self.width)
+        for f in ("in_dim", "out_dim"):
+            v = getattr(self, f)
+            if v is None:
+                set_(f, int(self.width))
+            else:
+                check_int(f, v)
+        for f in ("depth", "width", "in_dim", "out_dim"):
+            set_(f, int(getattr(self, f)))
+        check_choice("activation", self.activation, tuple(ACTIVATIONS))
+        check_choice("init", self.init, tuple(INITIALIZERS))
+        check_choice("norm", self.norm, NORMS)
+        check_choice("norm_position", self.norm_position, NORM_POSITIONS)
+        check_choice("dtype", self.dtype, DTYPES)
+        if self.dtype == "float64" and not jax.config.jax_enable_x64:
+            raise ValueError(
+                "dtype='float64' needs 64-bit JAX: call jax.config.update('jax_enable_x64', True) "
+                "before building the config (or use dtype='float32')"
+            )
+
+        # Weight variance: explicit only where the scheme takes it.
+        effective = weight_sigma_w2(self.init, self.width, self.width, 1.0 if self.sigma_w2 is None else self.sigma_w2)
+        if self.sigma_w2 is None:
+            set_("sigma_w2", effective)
+        else:
+            check_real("sigma_w2", self.sigma_w2, minimum=0.0, strict=True)
+            if self.init not in SCALED and not math.isclose(self.sigma_w2, effective, rel_tol=1e-12):
+                raise ValueError(
+                    f"sigma_w2 does not apply to init={self.init!r} (its variance is fixed: σ_w² = {effective}), "
+                    f"got sigma_w2={self.sigma_w2!r}; use init in {list(SCALED)} to set the scale"
+                )
+            set_("sigma_w2", float(self.sigma_w2))
+        check_real("sigma_b2", self.sigma_b2, minimum=0.0)
+        set_("sigma_b2", float(self.sigma_b2))
+
+        # Activation parameter.
+        if self.activation in SLOPED:
+            if self.leaky_slope is None:
+                set_("leaky_slope", DEFAULT_LEAKY_SLOPE if self.activation == "leaky_relu" else DEFAULT_PRELU_SLOPE)
+            check_real("leaky_slope", self.leaky_slope, minimum=None)
+            set_("leaky_slope", float(self.leaky_slope))
+        elif self.leaky_slope is not None:
+            raise ValueError(
+                f"leaky_slope applies only to activation in {list(SLOPED)}, got leaky_slope={self.leaky_slope!r} "
+                f"with activation={self.activation!r}"
+            )
+
+        # Residual branch scale.
+        if self.arch == "resmlp":
+            a = 1.0 if self.residual_scale is None else self.residual_scale
+            if isinstance(a, str):
+                check_choice("residual_scale", a, RESIDUAL_SCALE_RULES)
+            else:
+                check_real("residual_scale", a, minimum=0.0, strict=True)
+                a = float(a)
+            set_("residual_scale", a)
+        elif self.residual_scale is not None:
+            raise ValueError(
+                f"residual_scale applies only to arch='resmlp', got residual_scale={self.residual_scale!r} "
+                f"with arch={self.arch!r}"
+            )
+
+        if self.arch == "rnn" and self.norm not in _RNN_NORMS:
+            raise ValueError(
+                f"norm={self.norm!r} does not apply to arch='rnn' (batch statistics shared across time "
+                f"steps); allowed for rnn: {list(_RNN_NORMS)}"
+            )
+
+    # ---- derived quantities -------------------------------------------------------------------
+    @property
+    def alpha(self) -> float:
+        """Residual branch scale α as a number (1.0 for non-residual archs)."""
+        if self.arch != "resmlp":
+            return 1.0
+        if isinstance(self.residual_scale, str):
+            return 1.0 / math.sqrt(self.depth)
+        return float(self.residual_scale)
+
+    @property
+    def jnp_dtype(self):
+        import jax.numpy as jnp
+
+        return jnp.float64 if self.dtype == "float64" else jnp.float32
+
+    def with_(self, **changes) -> "NetConfig":
+        """A copy with ``changes`` applied, validated again.
+
+        Fields resolved from others (``sigma_w2`` from ``init``, ``leaky_slope`` from
+        ``activation``, ``in_dim``/``out_dim`` from ``width``, ``residual_scale`` from ``arch``) are
+        re-resolved when what they came from changes and they are not given explicitly.
+        """
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise TypeError(f"NetConfig has no field(s) {unknown}; fields: {[f.name for f in dataclasses.fields(self)]}")
+        kw = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        resolved_from = {
+            "leaky_slope": ("activation",),
+            "in_dim": ("width",) if self.in_dim == self.width else (),
+            "out_dim": ("width",) if self.out_dim == self.width else (),
+            "residual_scale": ("arch",),
+        }
+        for field, sources in resolved_from.items():
+            if field not in changes and any(s in changes and changes[s] != kw[s] for s in sources):
+                kw[field] = None
+        new_init = changes.get("init", self.init)
+        if "sigma_w2" not in changes and (self.init not in SCALED or new_init not in SCALED):
+            kw["sigma_w2"] = None  # a fixed scheme's σ_w² is derived, never carried over
+        kw.update(changes)
+        return NetConfig(**kw)

@@ -1,0 +1,149 @@
+"""Stacks of blocks — MLP, residual MLP and vanilla RNN — as one NNX module and pure functions.
+
+Parameters as a plain dict (``params_of(model)``)::
+
+    {"embed":   {"kernel": (in_dim, N), "bias": (N,)},        # rnn: {"kernel": U (in_dim, N)}
+     "blocks":  {"kernel": (L, N, N), "bias": (L, N), ...},   # rnn: no leading L (shared weights)
+     "readout": {"kernel": (N, out_dim), "bias": (out_dim,)}}
+
+Inputs: ``x`` (B, in_dim) for mlp/resmlp and (B, L, in_dim) for rnn (one input per time step).
+The stack is walked as ``h_0, xs = unroll(cfg, params, x)`` then
+``h_l, preact_l = step(cfg, params, xs[l], h_{l-1})`` for l = 1..L, and ``y = readout(...)``: the
+same contract for every arch, which the empirical engine differentiates block by block.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+if TYPE_CHECKING:  # config imports the registries of this package
+    from gradjax.config import NetConfig
+
+from gradjax.nn.activations import get_activation
+from gradjax.nn.blocks import Block, block_taps
+
+
+class Taps(NamedTuple):
+    """What the forward pass records. ``h0`` (B, N); ``hidden``, ``preact`` (L, B, N)."""
+
+    h0: jax.Array
+    hidden: jax.Array  # h_l after block l (entry l-1)
+    preact: jax.Array  # argument of φ inside block l (entry l-1)
+
+
+def input_shape(cfg: NetConfig, batch: int) -> tuple[int, ...]:
+    """Shape of one input batch: (B, in_dim), or (B, L, in_dim) for rnn."""
+    return (batch, cfg.depth, cfg.in_dim) if cfg.arch == "rnn" else (batch, cfg.in_dim)
+
+
+def _check_input(cfg: NetConfig, x: jax.Array) -> None:
+    want = input_shape(cfg, x.shape[0] if x.ndim else -1)
+    if x.shape != want:
+        raise ValueError(f"x must have shape {('B',) + want[1:]} for arch={cfg.arch!r}, got {tuple(x.shape)}")
+
+
+def unroll(cfg: NetConfig, params: dict, x: jax.Array):
+    """Input layer and per-step inputs.
+
+    Returns:
+      ``(h0, xs)``: ``h0`` (B, N) the state entering block 1, and ``xs`` a pytree with leading
+      axis L holding what changes from step to step — the block parameters (mlp/resmlp) or the
+      drive ``U x_t`` (rnn, under key ``"drive"``, (L, B, N)).
+    """
+    _check_input(cfg, x)
+    x = x.astype(cfg.jnp_dtype)
+    e = params["embed"]
+    if cfg.arch == "rnn":
+        drive = jnp.einsum("btd,dn->tbn", x, e["kernel"])
+        return jnp.zeros((x.shape[0], cfg.width), cfg.jnp_dtype), {"drive": drive}
+    return x @ e["kernel"] + e["bias"][None, :], params["blocks"]
+
+
+def step(cfg: NetConfig, params: dict, x_l, h: jax.Array):
+    """Block l on state ``h`` (B, N) with its per-step input ``x_l`` (a slice of ``unroll``'s xs).
+
+    Returns ``(h_l, preact_l)``, both (B, N).
+    """
+    if cfg.arch == "rnn":
+        return block_taps(cfg, params["blocks"], h, x_l["drive"])
+    return block_taps(cfg, x_l, h)
+
+
+def readout(cfg: NetConfig, params: dict, h: jax.Array) -> jax.Array:
+    """``y = φ(h_L) W_out + b_out``: (B, N) -> (B, out_dim). prelu uses its initial slope here."""
+    r = params["readout"]
+    return get_activation(cfg.activation, slope=cfg.leaky_slope)(h) @ r["kernel"] + r["bias"][None, :]
+
+
+def forward(cfg: NetConfig, params: dict, x: jax.Array, *, taps: bool = False):
+    """The whole network: ``y`` (B, out_dim), or ``(y, Taps)`` with ``taps=True``.
+
+    The L blocks run under ``jax.lax.scan`` (one compiled block, any depth).
+    """
+    h0, xs = unroll(cfg, params, x)
+
+    def body(h, x_l):
+        h_next, pre = step(cfg, params, x_l, h)
+        return h_next, (h_next, pre) if taps else None
+
+    h_last, rec = jax.lax.scan(body, h0, xs)
+    y = readout(cfg, params, h_last)
+    return (y, Taps(h0, rec[0], rec[1])) if taps else y
+
+
+def init_params(cfg: NetConfig, key: jax.Array) -> dict:
+    """Draws all parameters as a plain dict (the same values :class:`Network` holds for ``key``)."""
+    return params_of(Network(cfg, rngs=nnx.Rngs(params=key)))
+
+
+class _Dense(nnx.Module):
+    """``x W + b`` with W ~ N(0, 1/fan_in) (LeCun), b = 0: the input layer and the readout."""
+
+    def __init__(self, fan_in: int, fan_out: int, dtype, *, bias: bool = True, rngs: nnx.Rngs):
+        self.kernel = nnx.Param(jax.random.normal(rngs.params(), (fan_in, fan_out), dtype) / jnp.sqrt(jnp.asarray(fan_in, dtype)))
+        if bias:
+            self.bias = nnx.Param(jnp.zeros((fan_out,), dtype))
+
+
+class Network(nnx.Module):
+    """A stack of ``cfg.depth`` blocks with input layer and readout (see module docstring).
+
+    The L blocks of mlp/resmlp are built by ``nnx.vmap`` over ``nnx.split_rngs(splits=L)``, so
+    their parameters are stacked on a leading axis; the rnn has one block shared over time.
+
+    Args:
+      cfg: the network.
+      rngs: ``nnx.Rngs`` with a ``params`` stream (keyword-only).
+    """
+
+    def __init__(self, cfg: NetConfig, *, rngs: nnx.Rngs):
+        self.cfg = cfg
+        dt = cfg.jnp_dtype
+        self.embed = _Dense(cfg.in_dim, cfg.width, dt, bias=cfg.arch != "rnn", rngs=rngs)
+        if cfg.arch == "rnn":
+            self.blocks = Block(cfg, rngs=rngs)
+        else:
+            @nnx.split_rngs(splits=cfg.depth)
+            @nnx.vmap(in_axes=(0,), out_axes=0)
+            def make_blocks(r: nnx.Rngs) -> Block:
+                return Block(cfg, rngs=r)
+
+            self.blocks = make_blocks(rngs)
+        self.readout = _Dense(cfg.width, cfg.out_dim, dt, rngs=rngs)
+
+    def params(self) -> dict:
+        return params_of(self)
+
+    def __call__(self, x: jax.Array, *, taps: bool = False):
+        return forward(self.cfg, self.params(), x, taps=taps)
+
+
+def params_of(model: nnx.Module) -> dict:
+    """The model's ``nnx.Param`` values as a plain nested dict of arrays."""
+    return nnx.to_pure_dict(nnx.state(model, nnx.Param))

@@ -1,0 +1,108 @@
+import dataclasses
+import math
+
+import jax
+import pytest
+
+from gradjax.config import NetConfig
+
+
+def test_defaults_match_spec():
+    c = NetConfig(depth=20, width=256)
+    assert (c.arch, c.activation, c.init, c.sigma_w2, c.sigma_b2, c.norm, c.dtype) == (
+        "mlp", "tanh", "gaussian", 1.0, 0.0, "none", "float32")
+    assert c.in_dim == c.out_dim == 256
+
+
+def test_hashable_and_static_under_jit():
+    c = NetConfig(depth=3, width=4)
+    assert hash(c) == hash(NetConfig(depth=3, width=4))
+    traces = []
+
+    @jax.jit
+    def f(x, cfg=c):
+        return x
+
+    g = jax.jit(lambda cfg, x: (traces.append(1), x * cfg.depth)[1], static_argnums=0)
+    g(c, 1.0)
+    g(NetConfig(depth=3, width=4), 2.0)  # equal config: no retrace
+    assert len(traces) == 1
+
+
+def test_effective_sigma_w2_of_fixed_schemes():
+    # closed forms: He Var = 2/fan_in, LeCun 1/fan_in, Xavier 2/(fan_in+fan_out) (square blocks → 1)
+    assert NetConfig(depth=2, width=8, init="he_normal").sigma_w2 == 2.0
+    assert NetConfig(depth=2, width=8, init="lecun_normal").sigma_w2 == 1.0
+    assert NetConfig(depth=2, width=8, init="xavier_uniform").sigma_w2 == 1.0
+
+
+def test_with_revalidates_and_reresolves():
+    c = NetConfig(depth=4, width=8, sigma_w2=1.7)
+    assert c.with_(init="orthogonal").sigma_w2 == 1.7
+    assert c.with_(init="he_normal").sigma_w2 == 2.0
+    assert c.with_(arch="resmlp").residual_scale == 1.0
+    assert c.with_(arch="resmlp", residual_scale="1/sqrt(L)").alpha == pytest.approx(0.5)
+    assert c.with_(activation="prelu").leaky_slope == 0.25
+    with pytest.raises(ValueError, match="depth"):
+        c.with_(depth=-1)
+    with pytest.raises(ValueError, match="depth"):
+        dataclasses.replace(c, depth=0)
+    with pytest.raises(TypeError, match="no field"):
+        c.with_(dept=3)
+
+
+BAD = [
+    (dict(depth=0, width=8), ValueError, "depth"),
+    (dict(depth=-3, width=8), ValueError, "depth"),
+    (dict(depth=2.5, width=8), TypeError, "depth"),
+    (dict(depth=True, width=8), TypeError, "depth"),
+    (dict(depth=4, width=0), ValueError, "width"),
+    (dict(depth=4, width="8"), TypeError, "width"),
+    (dict(depth=4, width=8, in_dim=0), ValueError, "in_dim"),
+    (dict(depth=4, width=8, out_dim=-1), ValueError, "out_dim"),
+    (dict(depth=4, width=8, arch="cnn"), ValueError, "arch"),
+    (dict(depth=4, width=8, activation="tahn"), ValueError, "activation"),
+    (dict(depth=4, width=8, init="kaiming"), ValueError, "init"),
+    (dict(depth=4, width=8, sigma_w2=float("nan")), ValueError, "sigma_w2"),
+    (dict(depth=4, width=8, sigma_w2=-1.0), ValueError, "sigma_w2"),
+    (dict(depth=4, width=8, sigma_w2=0.0), ValueError, "sigma_w2"),
+    (dict(depth=4, width=8, sigma_b2=float("inf")), ValueError, "sigma_b2"),
+    (dict(depth=4, width=8, sigma_b2=-0.1), ValueError, "sigma_b2"),
+    (dict(depth=4, width=8, init="he_normal", sigma_w2=3.0), ValueError, "sigma_w2"),
+    (dict(depth=4, width=8, norm="groupnorm"), ValueError, "norm"),
+    (dict(depth=4, width=8, norm_position="middle"), ValueError, "norm_position"),
+    (dict(depth=4, width=8, residual_scale=0.5), ValueError, "residual_scale"),
+    (dict(depth=4, width=8, arch="resmlp", residual_scale=-1.0), ValueError, "residual_scale"),
+    (dict(depth=4, width=8, arch="resmlp", residual_scale="1/L"), ValueError, "residual_scale"),
+    (dict(depth=4, width=8, leaky_slope=0.1), ValueError, "leaky_slope"),
+    (dict(depth=4, width=8, activation="leaky_relu", leaky_slope=float("nan")), ValueError, "leaky_slope"),
+    (dict(depth=4, width=8, arch="rnn", norm="batchnorm"), ValueError, "norm"),
+    (dict(depth=4, width=8, dtype="float16"), ValueError, "dtype"),
+]
+
+
+@pytest.mark.parametrize("kwargs,exc,field", BAD, ids=[f"{i}-{b[2]}" for i, b in enumerate(BAD)])
+def test_bad_configs_name_the_field(kwargs, exc, field):
+    with pytest.raises(exc) as info:
+        NetConfig(**kwargs)
+    msg = str(info.value)
+    assert field in msg
+    bad_value = kwargs.get(field)
+    if isinstance(bad_value, (str, int)) and not isinstance(bad_value, bool):
+        assert repr(bad_value) in msg or str(bad_value) in msg
+
+
+def test_unknown_name_suggests_closest():
+    with pytest.raises(ValueError, match="did you mean 'tanh'"):
+        NetConfig(depth=2, width=2, activation="tahn")
+
+
+def test_float64_needs_x64():
+    jax.config.update("jax_enable_x64", False)
+    try:
+        with pytest.raises(ValueError, match="jax_enable_x64"):
+            NetConfig(depth=2, width=2, dtype="float64")
+    finally:
+        jax.config.update("jax_enable_x64", True)
+    assert NetConfig(depth=2, width=2, dtype="float64").dtype == "float64"
+    assert math.isclose(NetConfig(depth=9, width=2, arch="resmlp", residual_scale="1/sqrt(L)").alpha, 1 / 3)
