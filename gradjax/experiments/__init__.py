@@ -1,0 +1,13 @@
+"""Named experiments (theory beside measurement), sweeps over grid × seeds, and their figures.
+
+The plug-in protocol is documented in :mod:`gradjax.experiments.registry`.
+"""
+
+from gradjax.experiments.registry import SIZES as SIZES
+from gradjax.experiments.registry import AgreementRow as AgreementRow
+from gradjax.experiments.registry import Cell as Cell
+from gradjax.experiments.registry import Experiment as Experiment
+from gradjax.experiments.registry import Grid as Grid
+from gradjax.experiments.registry import get as get
+from gradjax.experiments.registry import names as names
+from gradjax.experiments.registry import register as register
