@@ -21,12 +21,29 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
 
 BAND = (0.1, 0.9)  # quantiles of the shaded band across seeds (10–90 %), as the issue specifies
 BAND_ALPHA = 0.25  # band opacity: light enough to show overlapping bands
 DPI = 150  # raster resolution of saved figures: sharp in a README at ~800 px wide
 PANEL_SIZE = (4.0, 3.2)  # inches per panel
 SEED_DIM = "seed"
+LABELS = {  # how coordinate names are written on figures
+    "sigma_w2": "σ_w²", "sigma_b2": "σ_b²", "depth": "L", "width": "N", "layer": "layer l", "alpha": "α",
+    "activation": "φ", "init": "init", "norm": "norm", "step": "step", "seed": "seed",
+}
+
+
+def coord_label(name: str, value=None) -> str:
+    """``"σ_w²"`` for ``coord_label("sigma_w2")``; ``"σ_w²=2"`` for ``coord_label("sigma_w2", 2.0)``."""
+    text = LABELS.get(name, name)
+    if value is None:
+        return text
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        value = int(value)
+    elif isinstance(value, (float, np.floating)):
+        value = f"{float(value):.4g}"
+    return f"{text}={value}"
 
 
 def panels(n: int, *, ncols: int = 3, sharex: bool = False, sharey: bool = False,
@@ -148,18 +165,20 @@ def profile_figure(results, measured: str, *, theory: str | None = None, x: str 
             meas = cur[measured].dropna(x, how="all")
             if meas.size == 0:
                 continue
-            label = f"{hue}={hv}" if hue else None
-            median_band(ax, meas[x].values, meas.transpose(SEED_DIM, x), color=cmap[hv], label=label)
+            curve_label = coord_label(hue, hv) if hue else None
+            median_band(ax, meas[x].values, meas.transpose(SEED_DIM, x), color=cmap[hv], label=curve_label)
             if theory is not None and theory in cur:
                 th = cur[theory].dropna(x, how="all")
                 theory_line(ax, th[x].values, th.values, color=cmap[hv])
-        ax.set_xlabel(x)
+        ax.set_xlabel(coord_label(x))
+        if np.issubdtype(np.asarray(ds[x].values).dtype, np.integer):
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if ylabel:
             ax.set_ylabel(ylabel)
         if logy:
             ax.set_yscale("log")
         if panel:
-            ax.set_title(f"{panel}={pv}", fontsize="medium")
+            ax.set_title(coord_label(panel, pv), fontsize="medium")
         style_legend(ax, theory=theory is not None)
     if title:
         fig.suptitle(title)
@@ -172,8 +191,8 @@ def heatmap(ax, values, *, x: str, y: str, cmap: str = "viridis", label: str | N
     mesh = ax.pcolormesh(np.asarray(da[x].values, dtype=float), np.asarray(da[y].values, dtype=float),
                          np.asarray(da.values, dtype=float), cmap=cmap, shading="nearest", **kw)
     ax.figure.colorbar(mesh, ax=ax, label=label)
-    ax.set_xlabel(x)
-    ax.set_ylabel(y)
+    ax.set_xlabel(coord_label(x))
+    ax.set_ylabel(coord_label(y))
     return mesh
 
 

@@ -1,0 +1,64 @@
+"""Runs the fixture experiment's sweep in a fresh process (for the sharding and kill/resume tests).
+
+usage: python run_fixture_sweep.py ROOT [--size tiny] [--seeds S] [--devices K] [--seeds-per-call N]
+                                        [--kill-on-replace N] [--dtype float32]
+
+Prints one JSON line: the sweep report plus ``device_count`` and the device-set sizes the keys were
+sharded over. ``--kill-on-replace N`` SIGKILLs the process just before the N-th atomic rename (a
+kill in the middle of writing a cell).
+"""
+
+import argparse
+import dataclasses
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root, for `tests.`
+
+import jax  # noqa: E402
+
+from gradjax.experiments.sweep import run_sweep  # noqa: E402
+from tests.experiments import fixture_experiment  # noqa: E402
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("root")
+    p.add_argument("--size", default="tiny")
+    p.add_argument("--seeds", type=int, default=None)
+    p.add_argument("--devices", type=int, default=None)
+    p.add_argument("--seeds-per-call", type=int, default=None)
+    p.add_argument("--kill-on-replace", type=int, default=None)
+    p.add_argument("--dtype", default="float32")
+    a = p.parse_args()
+
+    shard_sizes = []
+    base = fixture_experiment.EXPERIMENT
+
+    def measure(cell, keys):
+        shard_sizes.append(len(keys.sharding.device_set))
+        return base.measure(cell, keys)
+
+    exp = dataclasses.replace(base, measure=measure)
+    if a.kill_on_replace is not None:
+        real_replace, calls = os.replace, []
+
+        def replace(src, dst):
+            calls.append(dst)
+            if len(calls) == a.kill_on_replace:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return real_replace(src, dst)
+
+        os.replace = replace
+    devices = jax.devices()[: a.devices] if a.devices else None
+    rep = run_sweep(exp, a.size, seeds=a.seeds, root=a.root, dtype=a.dtype, devices=devices,
+                    seeds_per_call=a.seeds_per_call, quiet=True, command="test")
+    print(json.dumps({"computed": rep.computed, "skipped": rep.skipped, "failed": rep.failed,
+                      "device_count": jax.device_count(), "shard_sizes": shard_sizes}))
+
+
+if __name__ == "__main__":
+    main()
