@@ -1,0 +1,166 @@
+"""The walker: forward taps and a blockwise backward sweep with log-scaled cotangents.
+
+Any network of the zoo is a stack ``h_0 → h_1 → … → h_L`` of blocks (``gradjax.nn.stack``:
+``unroll`` / ``step`` / ``readout``). The forward sweep records every state ``h_l``. The backward
+sweep runs ``jax.vjp`` of one block at a time under ``jax.lax.scan`` (reverse), so it needs no
+per-architecture Jacobian code. The cotangent is carried as ``(u, s)`` with ``‖u‖_F = 1`` and
+``s = log10`` of its norm: one block multiplies the norm by a moderate factor, so ``u`` never
+overflows or underflows, and ``s`` holds magnitudes like 10^±300 (or far beyond) exactly as a sum of
+per-block log-factors. A cotangent with leading "basis" axes (``cot_L`` of shape (K, …, B, N)) is
+pushed through the same sweep with ``jax.vmap`` over the block's vjp: with the N basis vectors at
+``h_L`` the sweep yields every per-layer Jacobian ``∂h_L/∂h_l`` (one matrix-matrix product per block).
+
+References:
+  Schoenholz et al. 2017, "Deep Information Propagation", arXiv:1611.01232 (δ_l = ∂loss/∂h_l).
+  Pennington et al. 2017, "Resurrecting the sigmoid in deep learning through dynamical isometry",
+  arXiv:1711.04735 (spectra of the input-output Jacobian).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from gradjax.config import NetConfig
+from gradjax.nn.stack import readout, step, unroll
+
+
+class Forward(NamedTuple):
+    """What the forward sweep records.
+
+    Attributes:
+      h0: (B, N) state entering block 1.
+      xs: per-step inputs of ``unroll`` (block parameters (L, …) for mlp/resmlp; ``{"drive": (L, B, N)}`` for rnn).
+      hidden: (L, B, N) ``h_l`` after block l (entry l-1).
+      preact: (L, B, N) argument of φ inside block l (entry l-1).
+    """
+
+    h0: jax.Array
+    xs: object
+    hidden: jax.Array
+    preact: jax.Array
+
+    @property
+    def inputs(self) -> jax.Array:
+        """(L, B, N): the state entering each block, ``h_{l-1}`` at entry l-1."""
+        return jnp.concatenate([self.h0[None], self.hidden[:-1]], axis=0)
+
+
+class Walk(NamedTuple):
+    """Result of :func:`backward_walk` (log10 units throughout).
+
+    Attributes:
+      log_out: (L,) log10 ‖cotangent at h_l‖ for l = 1..L (entry l-1), i.e. arriving at block l.
+      log_params: dict name → (L,) log10 ‖cotangent of block l's parameter‖ (empty if not asked).
+      u0, log0: the cotangent at h_0 as unit tensor and log10 norm.
+      unit_in, log_in: (L, …) the cotangent at h_{l-1} (entry l-1) leaving block l backwards, as unit
+        tensors and log10 norms; ``None`` unless ``keep=True``.
+    """
+
+    log_out: jax.Array
+    log_params: dict
+    u0: jax.Array
+    log0: jax.Array
+    unit_in: jax.Array | None
+    log_in: jax.Array | None
+
+
+def forward_taps(cfg: NetConfig, params: dict, x: jax.Array) -> Forward:
+    """Forward sweep under ``lax.scan`` recording every ``h_l`` and pre-activation.
+
+    Args:
+      cfg: the network. params: one network's parameters (no seed axis). x: (B, in_dim) or (B, L, in_dim) for rnn.
+    """
+    h0, xs = unroll(cfg, params, x)
+
+    def body(h, x_l):
+        h_next, pre = step(cfg, params, x_l, h)
+        return h_next, (h_next, pre)
+
+    _, (hidden, preact) = jax.lax.scan(body, h0, xs)
+    return Forward(h0, xs, hidden, preact)
+
+
+def block_params(cfg: NetConfig, params: dict, x_l):
+    """The parameters of one block: the scanned slice (mlp/resmlp) or the shared block (rnn)."""
+    return params["blocks"] if cfg.arch == "rnn" else x_l
+
+
+def apply_block(cfg: NetConfig, p: dict, x_l, h: jax.Array) -> jax.Array:
+    """``h_l`` from ``h_{l-1}`` with the block parameters ``p`` passed explicitly (to differentiate them)."""
+    if cfg.arch == "rnn":
+        return step(cfg, {"blocks": p}, x_l, h)[0]
+    return step(cfg, {}, p, h)[0]
+
+
+def normalize(g: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``g`` → ``(g/‖g‖_F, log10 ‖g‖_F)``; an all-zero ``g`` gives ``(0, −inf)``, never nan.
+
+    The tensor is first divided by its max-abs entry: Σg² of a float32 tensor with entries near
+    1e±20 would over/underflow although the norm itself is representable.
+    """
+    m = jnp.max(jnp.abs(g))
+    nonzero = m > 0
+    safe_m = jnp.where(nonzero, m, jnp.ones_like(m))
+    gs = g / safe_m
+    n = jnp.sqrt(jnp.sum(jnp.square(gs)))  # in [1, sqrt(g.size)] when g ≠ 0
+    safe_n = jnp.where(nonzero, n, jnp.ones_like(n))
+    log = jnp.where(nonzero, jnp.log10(safe_n) + jnp.log10(safe_m), -jnp.inf)
+    return gs / safe_n, log
+
+
+def log10_norm(g: jax.Array) -> jax.Array:
+    """log10 of the Frobenius norm of ``g`` (−inf for an all-zero tensor), overflow-safe."""
+    return normalize(g)[1]
+
+
+def backward_walk(cfg: NetConfig, params: dict, fwd: Forward, cot_L: jax.Array, *, param_norms: bool = False,
+                  keep: bool = False, basis_ndim: int = 0) -> Walk:
+    """Blockwise backward sweep ``h_L → h_0`` with ``jax.vjp`` per block under a reverse ``lax.scan``.
+
+    Args:
+      cfg: the network. params: one network's parameters. fwd: :func:`forward_taps` of the same input.
+      cot_L: cotangent at ``h_L``, shape (B, N), or (K…, B, N) with ``basis_ndim`` leading basis axes
+        (each slice is an independent cotangent; one log-scale is carried for the whole tensor).
+      param_norms: also return log10 ‖cotangent‖ of every block parameter (``basis_ndim`` must be 0).
+      keep: also return the cotangent at every ``h_{l-1}`` (memory (L, K…, B, N)).
+      basis_ndim: number of leading basis axes of ``cot_L``.
+
+    Returns:
+      A :class:`Walk`. Multiply ``unit`` by ``10**log`` for the cotangent itself.
+    """
+    if param_norms and basis_ndim:
+        raise ValueError(f"param_norms needs basis_ndim=0 (one cotangent), got basis_ndim={basis_ndim}")
+    u_L, s_L = normalize(cot_L)
+
+    def body(carry, inp):
+        u, s = carry
+        x_l, h_prev = inp
+        p = block_params(cfg, params, x_l)
+        if param_norms:
+            _, vjp = jax.vjp(lambda p_, h_: apply_block(cfg, p_, x_l, h_), p, h_prev)
+            g_p, g_h = vjp(u)
+            logp = {k: log10_norm(v) + s for k, v in g_p.items()}
+        else:
+            _, vjp = jax.vjp(lambda h_: apply_block(cfg, p, x_l, h_), h_prev)
+            f = lambda c: vjp(c)[0]  # noqa: E731
+            for _ in range(basis_ndim):
+                f = jax.vmap(f)
+            g_h = f(u)
+            logp = {}
+        u_next, ds = normalize(g_h)
+        s_next = s + ds
+        out = (s, logp) + ((u_next, s_next) if keep else ())
+        return (u_next, s_next), out
+
+    (u0, s0), outs = jax.lax.scan(body, (u_L, s_L), (fwd.xs, fwd.inputs), reverse=True)
+    unit_in, log_in = (outs[2], outs[3]) if keep else (None, None)
+    return Walk(outs[0], outs[1], u0, s0, unit_in, log_in)
+
+
+def loss_cotangent(cfg: NetConfig, params: dict, h_L: jax.Array, targets: jax.Array, loss) -> tuple[jax.Array, jax.Array]:
+    """``(loss value, ∂loss/∂h_L)`` through the readout; ``loss`` is a callable ``f(y, targets)``."""
+    value, vjp = jax.vjp(lambda h: loss(readout(cfg, params, h), targets), h_L)
+    return value, vjp(jnp.ones_like(value))[0]
