@@ -16,3 +16,6 @@ from gradjax.train.optim import make_schedule as make_schedule
 from gradjax.train.optim import map_layers as map_layers
 from gradjax.train.optim import penalty as penalty
 from gradjax.train.optim import weight_mask as weight_mask
+from gradjax.train.loop import History as History
+from gradjax.train.loop import minibatch_indices as minibatch_indices
+from gradjax.train.loop import train as train

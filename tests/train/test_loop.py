@@ -1,0 +1,125 @@
+"""The training loop: shapes, seeds vmapped = seeds one by one, determinism, divergence, minibatches."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from gradjax.config import NetConfig
+from gradjax.empirical import grad_norms
+from gradjax.nn.stack import forward, init_params
+from gradjax.train import Dataset, TrainConfig, load_digits, make_optimizer, minibatch_indices, train
+
+FIELDS_TS = ("loss", "test_loss", "accuracy", "train_accuracy", "grad_norm", "clipped_norm", "clip_fraction")
+FIELDS_TSL = ("layer_grad_norms", "hidden_grad_norms", "weight_norms", "update_ratio")
+
+
+@pytest.fixture(scope="module")
+def digits():
+    d = load_digits()
+    # A small slice keeps these unit tests fast; the trainability tests use the whole set.
+    return Dataset(d.x_train[:200], d.y_train[:200], d.x_test[:100], d.y_test[:100], d.task, "digits200")
+
+
+SMALL = NetConfig(depth=3, width=16, in_dim=64, out_dim=10, activation="tanh", sigma_w2=1.5, sigma_b2=0.05)
+
+
+def test_history_shapes_and_contents(digits):
+    tc = TrainConfig(optimizer="adam", learning_rate=1e-3, steps=25, batch_size=32, log_every=10,
+                     clip="global_norm", clip_value=1.0)
+    h = train(SMALL, tc, digits, seeds=3, progress=False)
+    np.testing.assert_array_equal(h.step, [10, 20, 25])  # last row at `steps`
+    for f in FIELDS_TS:
+        assert getattr(h, f).shape == (3, 3), f
+    for f in FIELDS_TSL:
+        assert getattr(h, f).shape == (3, 3, SMALL.depth), f
+    assert h.clipped.dtype == bool and h.clipped.shape == (3, 3)
+    np.testing.assert_array_equal(h.diverged_at, [-1, -1, -1])
+    assert h.params["blocks"]["kernel"].shape == (3, 3, 16, 16)
+    # Clipping at c = 1: the clipped norm is min(norm, 1) and "clipped" says whether it acted.
+    np.testing.assert_allclose(h.clipped_norm, np.minimum(h.grad_norm, 1.0), rtol=1e-5)
+    np.testing.assert_array_equal(h.clipped, h.grad_norm > 1.0)
+    # Row quantities recomputed independently from the final parameters of seed 1.
+    p = jax.tree.map(lambda v: jnp.asarray(v[1]), h.params)
+    x, y = jnp.asarray(digits.x_train), jnp.asarray(digits.y_train)
+    logits = forward(SMALL, p, jnp.asarray(digits.x_test))
+    np.testing.assert_allclose(h.accuracy[-1, 1], np.mean(np.argmax(logits, -1) == digits.y_test), rtol=1e-6)
+    np.testing.assert_allclose(h.loss[-1, 1], optax.softmax_cross_entropy_with_integer_labels(forward(SMALL, p, x), y).mean(), rtol=1e-5)
+    np.testing.assert_allclose(h.weight_norms[-1, 1], np.linalg.norm(np.asarray(p["blocks"]["kernel"]), axis=(1, 2)), rtol=1e-5)
+    # Per-layer gradient norms are the empirical engine's, and agree with autodiff of the whole net.
+    np.testing.assert_allclose(h.layer_grad_norms[-1, 1], grad_norms(SMALL, p, x, y, "xent").weights, rtol=1e-5)
+    g = jax.grad(lambda q: optax.softmax_cross_entropy_with_integer_labels(forward(SMALL, q, x), y).mean())(p)
+    np.testing.assert_allclose(h.layer_grad_norms[-1, 1], np.log10(np.linalg.norm(g["blocks"]["kernel"], axis=(1, 2))), atol=1e-4)
+    assert np.all(h.update_ratio > 0) and np.all(h.update_ratio < 1)
+
+
+@pytest.mark.parametrize("tc", [
+    TrainConfig(optimizer="momentum", learning_rate=0.05, steps=20, batch_size=32, log_every=5, weight_decay=1e-3),
+    TrainConfig(optimizer="adam", learning_rate=1e-3, steps=20, batch_size=50, log_every=20, clip="per_layer",
+                clip_value=0.1, schedule="warmup_cosine", warmup_steps=5, l2=1e-3),
+], ids=["momentum", "adam+per_layer"])
+def test_vmapped_seeds_equal_separate_runs(digits, tc):
+    """Member k of an S-seed run equals the run with seeds=[k] (float32, to 1e-6)."""
+    h = train(SMALL, tc, digits, seeds=3, progress=False)
+    for k in range(3):
+        one = train(SMALL, tc, digits, seeds=[k], progress=False)
+        for f in FIELDS_TS + FIELDS_TSL:
+            np.testing.assert_allclose(getattr(one, f)[:, 0], getattr(h, f)[:, k], rtol=1e-6, atol=1e-6, err_msg=f)
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a[0], b[k], rtol=1e-6, atol=1e-6), one.params, h.params)
+
+
+def test_same_seeds_identical_histories(digits):
+    tc = TrainConfig(optimizer="momentum", learning_rate=0.05, steps=12, batch_size=16, log_every=4)
+    a = train(SMALL, tc, digits, seeds=2, progress=False)
+    b = train(SMALL, tc, digits, seeds=2, progress=False)
+    for f in FIELDS_TS + FIELDS_TSL + ("clipped", "diverged_at", "step"):
+        np.testing.assert_array_equal(getattr(a, f), getattr(b, f), err_msg=f)
+    c = train(SMALL, tc, digits, seeds=[5, 6], progress=False)
+    assert not np.array_equal(a.loss, c.loss)
+
+
+def test_full_batch_is_plain_gradient_descent(digits):
+    """batch_size=None: every update uses the whole training set, W ← W − η ∇loss (one step by hand)."""
+    tc = TrainConfig(optimizer="sgd", learning_rate=0.1, steps=1, log_every=1)
+    h = train(SMALL, tc, digits, seeds=1, progress=False)
+    p0 = init_params(SMALL, jax.random.key(0))
+    x, y = jnp.asarray(digits.x_train), jnp.asarray(digits.y_train)
+    g = jax.grad(lambda q: optax.softmax_cross_entropy_with_integer_labels(forward(SMALL, q, x), y).mean())(p0)
+    want = jax.tree.map(lambda p, d: p - 0.1 * d, p0, g)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a[0], b, rtol=1e-5, atol=1e-7), h.params, want)
+
+
+def test_minibatches_cover_each_epoch_once():
+    key, n, b = jax.random.key(3), 50, 16  # 3 batches per epoch, 2 examples left over each epoch
+    for epoch in range(2):
+        idx = np.concatenate([np.asarray(minibatch_indices(key, jnp.asarray(epoch * 3 + i), n, b)) for i in range(3)])
+        assert len(set(idx.tolist())) == 48 and idx.min() >= 0 and idx.max() < n
+    first = minibatch_indices(key, jnp.asarray(0), n, b)
+    assert not np.array_equal(first, minibatch_indices(key, jnp.asarray(3), n, b))  # reshuffled next epoch
+
+
+def test_divergence_is_caught_per_seed_and_frozen(digits):
+    """A learning rate far too large makes every seed blow up; the run still returns, marked."""
+    relu = SMALL.with_(activation="relu", sigma_w2=2.0)
+    tc = TrainConfig(optimizer="sgd", learning_rate=1e6, steps=30, batch_size=32, log_every=5)
+    h = train(relu, tc, digits, seeds=2, progress=False)
+    assert np.all(h.diverged_at >= 0) and np.all(h.diverged_at < 30)
+    for k, t in enumerate(h.diverged_at):
+        rows_after = h.step > t
+        assert np.all(np.isnan(h.loss[rows_after, k])) and not np.any(h.clipped[rows_after, k])
+    jax.tree.map(lambda v: np.testing.assert_equal(np.all(np.isfinite(v)), True), h.params)  # last finite values
+
+
+def test_mismatched_network_and_data_raise(digits):
+    tc = TrainConfig(steps=2, log_every=1)
+    with pytest.raises(ValueError, match="in_dim"):
+        train(SMALL.with_(in_dim=3), tc, digits, progress=False)
+    with pytest.raises(ValueError, match="out_dim"):
+        train(SMALL.with_(out_dim=3), tc, digits, progress=False)
+    with pytest.raises(ValueError, match="rnn"):
+        train(NetConfig(depth=3, width=8, arch="rnn", in_dim=64, out_dim=10), tc, digits, progress=False)
+    with pytest.raises(ValueError, match="batch_size"):
+        train(SMALL, tc.with_(batch_size=201), digits, progress=False)
+    with pytest.raises(ValueError, match="loss"):
+        train(SMALL, tc, digits, loss="hinge", progress=False)
