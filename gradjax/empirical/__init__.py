@@ -11,3 +11,10 @@ from gradjax.empirical.losses import LOSSES as LOSSES
 from gradjax.empirical.losses import loss_fn as loss_fn
 from gradjax.empirical.propagate import backward_walk as backward_walk
 from gradjax.empirical.propagate import forward_taps as forward_taps
+from gradjax.empirical.activations import ActivationStats as ActivationStats
+from gradjax.empirical.activations import activation_stats as activation_stats
+from gradjax.empirical.activations import activation_stats_of as activation_stats_of
+from gradjax.empirical.activations import c_profile as c_profile
+from gradjax.empirical.activations import q_profile as q_profile
+from gradjax.empirical.jacobians import jacobian_spectrum as jacobian_spectrum
+from gradjax.empirical.jacobians import log10_singular_values as log10_singular_values

@@ -125,7 +125,8 @@ def backward_walk(cfg: NetConfig, params: dict, fwd: Forward, cot_L: jax.Array, 
       cot_L: cotangent at ``h_L``, shape (B, N), or (K…, B, N) with ``basis_ndim`` leading basis axes
         (each slice is an independent cotangent; one log-scale is carried for the whole tensor).
       param_norms: also return log10 ‖cotangent‖ of every block parameter (``basis_ndim`` must be 0).
-      keep: also return the cotangent at every ``h_{l-1}`` (memory (L, K…, B, N)).
+      keep: also return the cotangent at every ``h_{l-1}`` (memory (L, K…, B, N)); a callable
+        ``keep(u)`` returns only what it selects from each unit cotangent (e.g. one example's slice).
       basis_ndim: number of leading basis axes of ``cot_L``.
 
     Returns:
@@ -152,7 +153,7 @@ def backward_walk(cfg: NetConfig, params: dict, fwd: Forward, cot_L: jax.Array, 
             logp = {}
         u_next, ds = normalize(g_h)
         s_next = s + ds
-        out = (s, logp) + ((u_next, s_next) if keep else ())
+        out = (s, logp) + (((keep(u_next) if callable(keep) else u_next), s_next) if keep else ())
         return (u_next, s_next), out
 
     (u0, s0), outs = jax.lax.scan(body, (u_L, s_L), (fwd.xs, fwd.inputs), reverse=True)

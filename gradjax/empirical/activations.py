@@ -1,0 +1,163 @@
+"""Per-layer activation statistics across seeds: q_l, c_l, saturation, dead units, mean and std.
+
+``q_profile`` is the length map of mean-field theory measured on finite networks: the mean square of
+the state h_l carried between blocks (the pre-activation for mlp/rnn; for resmlp the residual stream
+h_l itself). ``c_profile`` is the correlation map for two inputs of initial correlation c0.
+
+References:
+  Poole et al. 2016, "Exponential expressivity in deep neural networks through transient chaos",
+  arXiv:1606.05340 (q and c maps). Schoenholz et al. 2017, "Deep Information Propagation", arXiv:1611.01232.
+  Lu et al. 2019, "Dying ReLU and Initialization", arXiv:1903.06733 (dead units).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from gradjax._validate import check_int, check_real
+from gradjax.config import NetConfig
+from gradjax.empirical._seeds import data_key, default_inputs, itemsize, keys_of, map_seeds, per_seed_inputs
+from gradjax.empirical.propagate import forward_taps
+from gradjax.nn.activations import RECTIFIERS, SATURATING, get_activation
+from gradjax.nn.stack import init_params, input_shape
+
+DEFAULT_BATCH = 64  # examples (or input pairs for c_profile) per seed
+
+# |φ'(x)| below this counts as saturated (the issue's definition; tanh reaches it at |x| ≈ 3.0).
+SATURATION_THRESHOLD = 1e-2
+
+
+class ActivationStats(NamedTuple):
+    """Per-layer statistics of φ(preact_l) (entry l-1 is block l); shapes (L,) or (S, L).
+
+    Attributes:
+      mean, std: mean and standard deviation of φ(preact) over batch and units.
+      saturation: fraction of (example, unit) entries with |φ'(preact)| < 1e-2 (saturating
+        activations, see ``gradjax.nn.activations.SATURATING``; nan for the others).
+      dead: fraction of units whose pre-activation is ≤ 0 for every example of the batch, i.e. in
+        the rectifier's flat or low side for all inputs (``RECTIFIERS``; nan for the others).
+    """
+
+    mean: jax.Array
+    std: jax.Array
+    saturation: jax.Array
+    dead: jax.Array
+
+
+def _phi(cfg: NetConfig, params: dict):
+    if cfg.activation == "prelu":
+        slope = params["blocks"]["slope"]
+        if cfg.arch != "rnn":  # one slope per block: broadcast over (L, B, N)
+            return lambda x: jnp.where(x >= 0, x, slope[:, None, None] * x)
+        return lambda x: jnp.where(x >= 0, x, slope * x)
+    return get_activation(cfg.activation, slope=cfg.leaky_slope)
+
+
+def activation_stats_of(cfg: NetConfig, params: dict, x: jax.Array) -> ActivationStats:
+    """:class:`ActivationStats` of ONE network (no seed axis) on inputs ``x``; fields (L,)."""
+    pre = forward_taps(cfg, params, x).preact  # (L, B, N)
+    phi = _phi(cfg, params)
+    a, dphi = jax.jvp(phi, (pre,), (jnp.ones_like(pre),))  # elementwise φ and φ'
+    nan = jnp.full((cfg.depth,), jnp.nan, pre.dtype)
+    sat = jnp.mean(jnp.abs(dphi) < SATURATION_THRESHOLD, axis=(1, 2)).astype(pre.dtype) if cfg.activation in SATURATING else nan
+    dead = jnp.mean(jnp.all(pre <= 0, axis=1), axis=-1).astype(pre.dtype) if cfg.activation in RECTIFIERS else nan
+    return ActivationStats(jnp.mean(a, axis=(1, 2)), jnp.std(a, axis=(1, 2)), sat, dead)
+
+
+def q_of(cfg: NetConfig, params: dict, x: jax.Array) -> jax.Array:
+    """(L,) q_l = mean over batch and units of h_l² for l = 1..L (one network)."""
+    return jnp.mean(jnp.square(forward_taps(cfg, params, x).hidden), axis=(1, 2))
+
+
+def c_of(cfg: NetConfig, params: dict, x1: jax.Array, x2: jax.Array) -> jax.Array:
+    """(L,) c_l = ⟨h¹_l, h²_l⟩ / √(⟨h¹_l, h¹_l⟩⟨h²_l, h²_l⟩) per pair, averaged over the P pairs (one network).
+
+    ``x1``, ``x2``: (P, …) paired inputs run in ONE batch of 2P (so batchnorm sees both).
+    """
+    p = x1.shape[0]
+    h = forward_taps(cfg, params, jnp.concatenate([x1, x2], axis=0)).hidden  # (L, 2P, N)
+    h1, h2 = h[:, :p], h[:, p:]
+    q12 = jnp.mean(h1 * h2, axis=-1)
+    q11 = jnp.mean(jnp.square(h1), axis=-1)
+    q22 = jnp.mean(jnp.square(h2), axis=-1)
+    return jnp.mean(q12 * jax.lax.rsqrt(q11 * q22), axis=-1)
+
+
+def correlated_inputs(cfg: NetConfig, key: jax.Array, pairs: int, c0: float):
+    """Two unit Gaussian input batches with per-component correlation c0: x2 = c0·x1 + √(1−c0²)·z."""
+    k1, k2 = jax.random.split(key)
+    shape = input_shape(cfg, pairs)
+    x1 = jax.random.normal(k1, shape, cfg.jnp_dtype)
+    z = jax.random.normal(k2, shape, cfg.jnp_dtype)
+    return x1, c0 * x1 + jnp.sqrt(1.0 - c0 * c0) * z
+
+
+def _stats_one(key, x, *, cfg, batch, what):
+    params = init_params(cfg, key)
+    x = default_inputs(cfg, key, batch) if x is None else x
+    return q_of(cfg, params, x) if what == "q" else activation_stats_of(cfg, params, x)
+
+
+def _c_one(key, *, cfg, pairs, c0):
+    params = init_params(cfg, key)
+    x1, x2 = correlated_inputs(cfg, jax.random.fold_in(data_key(key), 3), pairs, c0)
+    return c_of(cfg, params, x1, x2)
+
+
+def _per_seed_bytes(cfg: NetConfig, b: int) -> int:
+    return 2 * itemsize(cfg) * cfg.depth * (cfg.width**2 + 4 * b * cfg.width)
+
+
+def q_profile(cfg: NetConfig, seeds=8, inputs=None, *, batch: int = DEFAULT_BATCH, max_bytes: int | None = None,
+              seed_batch: int | None = None) -> jax.Array:
+    """Mean squared state per layer across seeds.
+
+    q_l = mean over batch and units of h_l² — the pre-activation for mlp/rnn, the residual stream
+    h_l for resmlp (its pre-activation after the norm is normalized by construction).
+
+    Args:
+      cfg: the network. seeds: int S, list of ints or key array.
+      inputs: None (unit Gaussian, so q_0 ≈ 1), (B, …) shared or (S, B, …) per seed.
+      batch: B of the default inputs. max_bytes, seed_batch: as in ``gradient_profile``.
+
+    Returns:
+      (S, L) q_l for l = 1..L (linear units).
+    """
+    check_int("batch", batch)
+    keys = keys_of(seeds)
+    x, ax = per_seed_inputs(cfg, inputs, keys.shape[0])
+    b = batch if x is None else x.shape[1 if ax == 0 else 0]
+    return map_seeds(_stats_one, (("cfg", cfg), ("batch", b), ("what", "q")), keys, (x,), (ax,),
+                     per_seed_bytes=_per_seed_bytes(cfg, b), max_bytes=max_bytes, seed_batch=seed_batch)
+
+
+def activation_stats(cfg: NetConfig, seeds=8, inputs=None, *, batch: int = DEFAULT_BATCH, max_bytes: int | None = None,
+                     seed_batch: int | None = None) -> ActivationStats:
+    """:class:`ActivationStats` across seeds, fields (S, L); arguments as :func:`q_profile`."""
+    check_int("batch", batch)
+    keys = keys_of(seeds)
+    x, ax = per_seed_inputs(cfg, inputs, keys.shape[0])
+    b = batch if x is None else x.shape[1 if ax == 0 else 0]
+    return map_seeds(_stats_one, (("cfg", cfg), ("batch", b), ("what", "stats")), keys, (x,), (ax,),
+                     per_seed_bytes=_per_seed_bytes(cfg, b), max_bytes=max_bytes, seed_batch=seed_batch)
+
+
+def c_profile(cfg: NetConfig, seeds=8, c0: float = 0.5, *, pairs: int = DEFAULT_BATCH, max_bytes: int | None = None,
+              seed_batch: int | None = None) -> jax.Array:
+    """Correlation of two inputs with initial correlation c0, per layer, across seeds.
+
+    c_l = q12_l / √(q11_l q22_l) with q_ab = mean over units of h^a_l h^b_l (uncentered, as in the
+    mean-field c-map), averaged over ``pairs`` independent input pairs per seed, drawn from the
+    seed's data stream (x2 = c0·x1 + √(1−c0²)·z).
+
+    Returns:
+      (S, L) c_l for l = 1..L.
+    """
+    check_real("c0", c0, minimum=-1.0, maximum=1.0)
+    check_int("pairs", pairs)
+    keys = keys_of(seeds)
+    return map_seeds(_c_one, (("cfg", cfg), ("pairs", pairs), ("c0", float(c0))), keys, (), (),
+                     per_seed_bytes=_per_seed_bytes(cfg, 2 * pairs), max_bytes=max_bytes, seed_batch=seed_batch)

@@ -1,0 +1,223 @@
+"""Singular values of the per-layer Jacobians ∂h_L/∂h_l across seeds.
+
+The N basis cotangents e_i at h_L travel back through the blockwise walk
+(:func:`gradjax.empirical.propagate.backward_walk`) as one (N, B, N) tensor: after block l+1 it holds
+the rows of G_l = ∂h_L/∂h_l (N × N), for every l, in one sweep of matrix-matrix products. G_l is
+carried as a unit-norm matrix and a log10 scale, so spectra of 1,000-layer networks stay finite; the
+singular values *within* one G_l are resolved down to about ε·σ_max (``svd``) or √ε·σ_max
+(``gram``) of the working precision — below that they are rounding noise (−inf where exactly 0).
+
+Which Jacobian: the state of ONE example (example 0 of the batch). Without batchnorm the examples
+do not interact and G_l is that example's N × N Jacobian. With batchnorm the examples are coupled
+through the batch statistics; G_l is then the (0, 0) block of the full (B·N) × (B·N) Jacobian:
+∂h_L[example 0]/∂h_l[example 0] with the batch statistics differentiated (they move with
+example 0) and the other examples held fixed.
+
+References:
+  Pennington, Schoenholz & Ganguli 2017, "Resurrecting the sigmoid in deep learning through
+  dynamical isometry: theory and practice", arXiv:1711.04735.
+  Saxe, McClelland & Ganguli 2013, "Exact solutions to the nonlinear dynamics of learning in deep
+  linear neural networks", arXiv:1312.6120 (orthogonal linear nets: all singular values σ_w^(L−l)).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gradjax._validate import check_choice, check_int
+from gradjax.config import DTYPES, NetConfig
+from gradjax.empirical._seeds import data_key, default_inputs, itemsize, keys_of, map_seeds, per_seed_inputs
+from gradjax.empirical.propagate import apply_block, backward_walk, block_params, forward_taps, normalize
+from gradjax.nn.stack import init_params
+
+METHODS = ("gram", "svd", "lanczos")
+LAYER_CHOICES = ("all", "end")
+
+# Examples per seed when inputs are drawn by default: one (the Jacobian is example 0's), except with
+# batchnorm whose statistics need a batch; 16 examples give O(1/√16) fluctuations of the statistics.
+BATCHNORM_DEFAULT_BATCH = 16
+
+# Lanczos steps by default: 32 Ritz values, of which the top ~10 are converged to float32 precision
+# for the spectra met here (checked against svd in tests/empirical/test_jacobians.py).
+DEFAULT_LANCZOS_K = 32
+
+
+def basis_cotangent(n: int, batch: int, dtype) -> jax.Array:
+    """(N, B, N): cotangent i is e_i on example 0 (zero on the other examples)."""
+    return jnp.zeros((n, batch, n), dtype).at[jnp.arange(n), 0, jnp.arange(n)].set(1)
+
+
+def log10_singular_values(g: jax.Array, log_scale: jax.Array, method: str) -> jax.Array:
+    """log10 singular values of ``10**log_scale · g`` (g (…, N, N)), sorted descending.
+
+    ``gram``: eigenvalues of g gᵀ by ``eigvalsh`` (fast; singular values below ~√ε·σ_max are noise,
+    non-positive Gram eigenvalues give −inf); ``svd``: ``jnp.linalg.svd`` (exact reference).
+    """
+    if method == "svd":
+        sv = jnp.linalg.svd(g, compute_uv=False)
+        return jnp.log10(sv) + log_scale[..., None]
+    gram = jnp.matmul(g, jnp.swapaxes(g, -1, -2), precision=jax.lax.Precision.HIGHEST)
+    lam = jnp.linalg.eigvalsh(gram)[..., ::-1]
+    lam = jnp.where(lam > 0, lam, jnp.zeros_like(lam))
+    return 0.5 * jnp.log10(lam) + log_scale[..., None]
+
+
+def layer_indices(cfg: NetConfig, layers) -> np.ndarray | str:
+    """"all" → 0..L-1, "end" → "end", a list of ints l in [0, L) → an index array."""
+    if isinstance(layers, str):
+        check_choice("layers", layers, LAYER_CHOICES)
+        return np.arange(cfg.depth) if layers == "all" else "end"
+    idx = np.asarray(layers)
+    if idx.ndim != 1 or idx.size == 0 or not np.issubdtype(idx.dtype, np.integer) or idx.min() < 0 or idx.max() >= cfg.depth:
+        raise ValueError(f"layers must be 'all', 'end' or a non-empty list of ints in [0, {cfg.depth}), got {layers!r}")
+    return idx
+
+
+def _subnet_walk(cfg: NetConfig, params: dict, fwd, start: jax.Array, v: jax.Array):
+    """J v for J = ∂h_L/∂h_start (one example's tangent ``v`` (B, N)), blockwise with log-scale.
+
+    Blocks 1..start are skipped (identity), so one compiled sweep serves every start layer.
+    Returns ``(unit tangent at h_L, log10 norm)``.
+    """
+    u, s = normalize(v)
+
+    def body(carry, inp):
+        u, s = carry
+        idx, x_l, h_prev = inp
+        p = block_params(cfg, params, x_l)
+        _, t = jax.jvp(lambda h: apply_block(cfg, p, x_l, h), (h_prev,), (u,))
+        un, ds = normalize(t)
+        active = idx >= start
+        return (jnp.where(active, un, u), jnp.where(active, s + ds, s)), None
+
+    (u, s), _ = jax.lax.scan(body, (u, s), (jnp.arange(cfg.depth), fwd.xs, fwd.inputs))
+    return u, s
+
+
+def _gtg(cfg: NetConfig, params: dict, fwd, start: jax.Array, w: jax.Array):
+    """GᵀG w for G = ∂h_L/∂h_start on example 0, as (unit vector (N,), log10 norm)."""
+    batch, n = fwd.h0.shape
+    on_example0 = lambda v: jnp.zeros((batch, n), v.dtype).at[0].set(v)  # noqa: E731
+    u1, s1 = _subnet_walk(cfg, params, fwd, start, on_example0(w))
+    walk = backward_walk(cfg, params, fwd, on_example0(u1[0]), keep=lambda u: u[0])
+    u2, s2 = normalize(walk.unit_in[start])
+    return u2, s1 + walk.log_in[start] + s2
+
+
+def _lanczos_top(cfg: NetConfig, params: dict, fwd, start: jax.Array, key: jax.Array, k: int) -> jax.Array:
+    """log10 of the top-k singular values of G = ∂h_L/∂h_start (example 0), descending (k,).
+
+    Lanczos on GᵀG, matrix-free: each product is one tangent sweep (``jax.jvp`` per block) and one
+    cotangent sweep (``jax.vjp`` per block), both log-scaled; the operator is divided by its norm on
+    the start vector so that the recurrence runs in O(1) numbers; full reorthogonalization.
+
+    References: Golub & Van Loan, "Matrix Computations", 4th ed., Sec. 10.1 (Lanczos), 10.3.
+    """
+    n, dt = cfg.width, cfg.jnp_dtype
+    v0 = jax.random.normal(key, (n,), dt)
+    v0 = v0 / jnp.linalg.norm(v0)
+    _, scale = _gtg(cfg, params, fwd, start, v0)  # operator in units of 10**scale
+
+    def matvec(w):
+        u, s = _gtg(cfg, params, fwd, start, w)
+        return u * 10.0 ** (s - scale)
+
+    def body(carry, j):
+        V, alphas, betas = carry
+        v = V[j]
+        w = matvec(v)
+        a = jnp.dot(w, v)
+        mask = (jnp.arange(k) <= j).astype(dt)[:, None]
+        for _ in range(2):  # full reorthogonalization; twice is enough ("twice is enough", Parlett)
+            w = w - (mask * V).T @ ((mask * V) @ w)
+        b = jnp.linalg.norm(w)
+        nxt = jnp.minimum(j + 1, k - 1)
+        ok = (j + 1 < k) & (b > 0)
+        V = V.at[nxt].set(jnp.where(ok, w / jnp.where(b > 0, b, 1.0), V[nxt]))
+        return (V, alphas.at[j].set(a), betas.at[j].set(jnp.where(ok, b, 0.0))), None
+
+    init = (jnp.zeros((k, n), dt).at[0].set(v0), jnp.zeros((k,), dt), jnp.zeros((k,), dt))
+    (_, alphas, betas), _ = jax.lax.scan(body, init, jnp.arange(k))
+    tri = jnp.diag(alphas) + jnp.diag(betas[:-1], 1) + jnp.diag(betas[:-1], -1)
+    theta = jnp.linalg.eigvalsh(tri)[::-1]
+    theta = jnp.where(theta > 0, theta, jnp.zeros_like(theta))
+    return 0.5 * (jnp.log10(theta) + scale)
+
+
+def _spectrum_one(key, x, *, cfg, run_cfg, layers, method, batch, k):
+    params = init_params(cfg, key)
+    if run_cfg.dtype != cfg.dtype:
+        params = jax.tree.map(lambda a: a.astype(run_cfg.jnp_dtype), params)
+    x = default_inputs(run_cfg, key, batch) if x is None else x.astype(run_cfg.jnp_dtype)
+    if run_cfg.norm != "batchnorm":
+        x = x[:1]  # examples do not interact: example 0 alone has the same Jacobian
+    fwd = forward_taps(run_cfg, params, x)
+    n, b = run_cfg.width, x.shape[0]
+    if method == "lanczos":
+        starts = jnp.asarray([0] if isinstance(layers, str) else layers)
+        lkey = jax.random.fold_in(data_key(key), 2)
+        return jax.lax.map(lambda st: _lanczos_top(run_cfg, params, fwd, st, lkey, k), starts)
+    cot = basis_cotangent(n, b, run_cfg.jnp_dtype)
+    if isinstance(layers, str):  # "end": only ∂h_L/∂h_0
+        walk = backward_walk(run_cfg, params, fwd, cot, basis_ndim=1)
+        return log10_singular_values(walk.u0[:, 0, :], walk.log0, method)[None]
+    walk = backward_walk(run_cfg, params, fwd, cot, basis_ndim=1, keep=lambda u: u[:, 0, :])
+    # Entry l of unit_in is the cotangent at h_l (leaving block l+1 backwards): rows of ∂h_L/∂h_l.
+    g = walk.unit_in[jnp.asarray(layers)]
+    return log10_singular_values(g, walk.log_in[jnp.asarray(layers)], method)
+
+
+def jacobian_spectrum(cfg: NetConfig, seeds=8, inputs=None, layers="all", method: str = "gram", dtype: str | None = None,
+                      *, batch: int | None = None, k: int = DEFAULT_LANCZOS_K, max_bytes: int | None = None,
+                      seed_batch: int | None = None) -> jax.Array:
+    """log10 singular values of ∂h_L/∂h_l for S freshly initialized networks (example 0's state).
+
+    Args:
+      cfg: the network (rnn: ∂h_L/∂h_t over time steps; h_0 = 0 is the initial state).
+      seeds: int S, a list of ints, or a key array (S,).
+      inputs: None (unit Gaussian drawn from each seed), (B, …) shared, or (S, B, …) per seed.
+        The Jacobian is that of example 0 (the whole batch matters only with batchnorm, see module doc).
+      layers: "all" (l = 0..L−1), "end" (∂h_L/∂h_0 only) or a list of l in [0, L).
+      method: "gram" (eigvalsh of G Gᵀ, default), "svd" (exact reference) or "lanczos" (matrix-free:
+        top-``k`` singular values from Jacobian-vector products only, for widths where N × N
+        matrices do not fit).
+      dtype: working precision, "float32" | "float64" (default: ``cfg.dtype``); parameters are drawn
+        in ``cfg.dtype`` and cast.
+      batch: examples per seed of the default inputs (default 1, or 16 with batchnorm).
+      k: Lanczos steps (returned values: k; the top ones are the converged ones).
+      max_bytes: memory budget of one chunk of seeds (default: half the device's free memory, 2 GiB on CPU).
+      seed_batch: seeds vmapped together (default 1 on CPU, 32 on accelerators).
+
+    Returns:
+      (S, n_layers, N) log10 singular values sorted descending — (S, n_layers, k) for "lanczos" —
+      with n_layers = L for "all", 1 for "end", len(layers) for a list.
+    """
+    check_choice("method", method, METHODS)
+    idx = layer_indices(cfg, layers)
+    run_cfg = cfg
+    if dtype is not None:
+        check_choice("dtype", dtype, DTYPES)
+        run_cfg = cfg.with_(dtype=dtype)
+    keys = keys_of(seeds)
+    n_seeds = keys.shape[0]
+    x, x_axis = per_seed_inputs(cfg, inputs, n_seeds)
+    if batch is None:
+        batch = BATCHNORM_DEFAULT_BATCH if cfg.norm == "batchnorm" else 1
+    check_int("batch", batch)
+    if cfg.norm == "batchnorm" and (batch if x is None else x.shape[-2 if cfg.arch != "rnn" else -3]) < 2:
+        raise ValueError("batchnorm needs a batch of at least 2 examples: pass batch >= 2 or inputs with B >= 2")
+    check_int("k", k)
+    b = batch if x is None else (x.shape[1] if x_axis == 0 else x.shape[0])
+    b_eff = b if cfg.norm == "batchnorm" else 1
+    n, L = cfg.width, cfg.depth
+    n_keep = 0 if isinstance(idx, str) else L
+    # One seed: parameters, taps, the (N, B, N) cotangent block and its temporaries, the kept
+    # per-layer matrices, and eigen/svd workspace for the selected layers.
+    n_sel = 1 if isinstance(idx, str) else len(idx)
+    per_seed = 2 * itemsize(run_cfg) * (L * n * n + 3 * L * b * n + 4 * n * b_eff * n + (n_keep + 3 * n_sel) * n * n)
+    static = (("cfg", cfg), ("run_cfg", run_cfg), ("layers", idx if isinstance(idx, str) else tuple(int(i) for i in idx)),
+              ("method", method), ("batch", b), ("k", min(k, n)))
+    return map_seeds(_spectrum_one, static, keys, (x,), (x_axis,), per_seed_bytes=per_seed, max_bytes=max_bytes,
+                     seed_batch=seed_batch)
