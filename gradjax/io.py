@@ -11,7 +11,7 @@ A cell file holds the cell's variables (measured ones with a leading ``seed`` di
 without) with the grid coordinates as scalar coordinates, and in its attributes:
 ``gradjax_format`` (:data:`FORMAT`), ``experiment``, ``size``, ``cell_id``, ``fingerprint`` (a
 hash of everything that determines the numbers: experiment, size, coordinates, params, seeds,
-dtype), ``grid`` (JSON: every grid coordinate's values in grid order) and ``provenance`` (JSON:
+dtype), ``grid`` (JSON list of ``[coordinate, [values in grid order]]``) and ``provenance`` (JSON:
 config, seeds, versions, devices, git commit, wall time, command — see :func:`provenance`).
 
 Writes go to a temporary file in the same folder, are flushed to disk and then renamed over the
@@ -142,6 +142,15 @@ def fingerprint(*, experiment: str, size: str, coords: Mapping, params: Mapping,
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def grid_attr(grid: Mapping[str, Sequence]) -> str:
+    """The ``grid`` attribute: JSON list of ``[name, [values in grid order]]`` pairs (keeps axis order)."""
+    return json.dumps([[k, list(v)] for k, v in grid.items()], default=_json_default)
+
+
+def _parse_grid(text: str) -> dict:
+    return {k: v for k, v in json.loads(text)}
+
+
 def write_cell(path, ds: xr.Dataset) -> Path:
     """Writes one cell's Dataset to ``path`` atomically (temporary file + fsync + rename).
 
@@ -185,6 +194,7 @@ def read_cell(path, *, experiment: str | None = None, size: str | None = None,
     try:
         for k in ("grid", "provenance"):
             json.loads(ds.attrs[k])
+        _parse_grid(ds.attrs["grid"])
     except (TypeError, ValueError) as e:
         raise CorruptResultError(f"{path}: attribute {k!r} is not valid JSON ({e})") from None
     for field, want in (("experiment", experiment), ("size", size), ("fingerprint", fingerprint)):
@@ -348,7 +358,7 @@ def load_results(dir_or_name, *, size: str | None = None, root=DEFAULT_ROOT) -> 
                 raise ForeignResultError(
                     f"{f}: {field} {ds.attrs[field]!r} differs from {first[field]!r} of {files[0].name} in the same folder"
                 )
-    grid = json.loads(first["grid"])
+    grid = _parse_grid(first["grid"])
     coord_names = list(grid)
     expanded = []
     for ds in cells:

@@ -27,7 +27,7 @@ def _cell(activation, depth, *, seeds=3, experiment="demo-exp", size="tiny", fp=
         "cell_id": f"activation={activation},depth={depth}",
         "fingerprint": fp or io.fingerprint(experiment=experiment, size=size, coords=coords, params={},
                                             seeds=range(seeds), dtype="float32"),
-        "grid": io.to_json(GRID), "provenance": io.to_json({"cell": coords, "command": "test"}),
+        "grid": io.grid_attr(GRID), "provenance": io.to_json({"cell": coords, "command": "test"}),
     }
     return ds
 

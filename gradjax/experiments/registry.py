@@ -134,6 +134,19 @@ def _check_coord_value(axis: str, value) -> None:
         raise ValueError(f"grid coordinate {axis!r} values must be finite, got {value!r}")
 
 
+def _uniform(axis: str, values) -> tuple:
+    """One type per coordinate (it becomes one netCDF variable): ints promoted to float if any float."""
+    values = tuple(values)
+    kinds = {"str" if isinstance(v, str) else "int" if isinstance(v, numbers.Integral) else "float" for v in values}
+    if "str" in kinds and len(kinds) > 1:
+        raise TypeError(f"grid coordinate {axis!r} mixes strings and numbers: {values!r}")
+    if kinds == {"int"}:
+        return tuple(int(v) for v in values)
+    if kinds <= {"int", "float"}:
+        return tuple(float(v) for v in values)
+    return values
+
+
 def _check_axis_name(axis: str) -> None:
     if not isinstance(axis, str) or not _DIM.match(axis):
         raise ValueError(f"grid axis names must be lowercase identifiers like 'sigma_w2', got {axis!r}")
@@ -172,6 +185,7 @@ class Grid:
                     raise ValueError(f"grid axis {axis!r} has no values")
                 for v in values:
                     _check_coord_value(axis, v)
+                values = _uniform(axis, values)
                 if len(set(values)) != len(values):
                     raise ValueError(f"grid axis {axis!r} repeats a value: {values!r}")
                 axes[axis] = values
@@ -187,6 +201,8 @@ class Grid:
                 for axis, v in c.items():
                     _check_axis_name(axis)
                     _check_coord_value(axis, v)
+            columns = {k: _uniform(k, [c[k] for c in cells]) for k in keys}
+            cells = tuple({k: columns[k][i] for k in keys} for i in range(len(cells)))
             if len({tuple(c.items()) for c in cells}) != len(cells):
                 raise ValueError("Grid cells= repeats a cell")
             set_("cells", cells)

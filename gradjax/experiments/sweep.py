@@ -334,7 +334,7 @@ def run_sweep(experiment, size: str = "full", *, seeds: int | None = None, root=
     command = command if command is not None else " ".join(sys.argv)
     folder = io.experiment_dir(root, size, exp.name)
     check_writable(io.cells_dir(root, size, exp.name))
-    grid = io.to_json(_grid_values(cells))
+    grid = io.grid_attr(_grid_values(cells))
     git = io.git_state()
     report = SweepReport(exp.name, size, folder, assigned=[c.id for c in mine])
     t_start = time.perf_counter()
