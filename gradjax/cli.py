@@ -1,6 +1,6 @@
 """The ``gradjax`` command: list, run, plot and report the named experiments; ``demo`` for a quick tour.
 
-  gradjax list
+  gradjax list [--names]
   gradjax run NAME [--tiny|--quick|--full] [--seeds S] [--out DIR] [--dtype float32|float64] [--quiet]
   gradjax plot NAME [--tiny|--quick|--full] [--out DIR]
   gradjax report [--tiny|--quick|--full] [--out DIR]
@@ -105,6 +105,10 @@ def _list(args) -> int:
     from gradjax.experiments import registry
 
     names = registry.names()
+    if args.names:
+        for n in names:
+            print(n)
+        return 0
     if not names:
         print("no experiments registered")
         return 0
@@ -268,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
 
     p = sub.add_parser("list", help="list the named experiments", description="List the named experiments.")
+    p.add_argument("--names", action="store_true", help="names only, one per line (for scripts)")
     p.set_defaults(fn=_list)
 
     p = sub.add_parser("run", help="run (or resume) an experiment and draw its figures",

@@ -79,6 +79,8 @@ def test_list_run_plot_report_demo(tmp_path, capsys, registered, monkeypatch):
     assert cli.main(["list"]) == 0
     out = capsys.readouterr().out
     assert fx.NAME in out and "Pre-activation length" in out
+    assert cli.main(["list", "--names"]) == 0
+    assert fx.NAME in capsys.readouterr().out.split()
 
     out_dir = tmp_path / "res"
     assert cli.main(["run", fx.NAME, "--tiny", "--out", str(out_dir), "--quiet"]) == 0

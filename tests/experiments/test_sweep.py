@@ -122,6 +122,16 @@ def test_foreign_file_stops_the_run_before_any_work(reference, tmp_path, counter
     xr.testing.assert_identical(ds.q, io.load_results(fx.NAME, root=reference).q.sel(seed=[0, 1]))
 
 
+def test_hosts_split_the_cells_into_one_folder(reference, tmp_path):
+    """Two processes (as under jax.distributed) take alternate cells and fill one folder."""
+    reps = [sweep.run_sweep(EXP, "tiny", root=tmp_path, quiet=True, process_index=i, process_count=2)
+            for i in (0, 1)]
+    ids = [c.id for c in EXP.cells("tiny")]
+    assert reps[0].computed == ids[0::2] and reps[1].computed == ids[1::2]
+    xr.testing.assert_identical(_data(io.load_results(fx.NAME, root=tmp_path)),
+                                _data(io.load_results(fx.NAME, root=reference)))
+
+
 def test_bad_arguments_raise_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="seeds must be an integer >= 1"):
         sweep.run_sweep(EXP, "tiny", root=tmp_path, seeds=0)
