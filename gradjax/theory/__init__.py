@@ -1,0 +1,16 @@
+"""Theory: mean-field signal propagation, predicted gradient profiles and Jacobian spectra, in pure JAX."""
+
+from gradjax.theory.meanfield import PHASES as PHASES
+from gradjax.theory.meanfield import c_map as c_map
+from gradjax.theory.meanfield import c_star as c_star
+from gradjax.theory.meanfield import chi_1 as chi_1
+from gradjax.theory.meanfield import chi_c as chi_c
+from gradjax.theory.meanfield import critical_sigma_w2 as critical_sigma_w2
+from gradjax.theory.meanfield import depth_scale_c as depth_scale_c
+from gradjax.theory.meanfield import depth_scale_q as depth_scale_q
+from gradjax.theory.meanfield import phase as phase
+from gradjax.theory.meanfield import q_map as q_map
+from gradjax.theory.meanfield import q_star as q_star
+from gradjax.theory.meanfield import c_profile as c_profile
+from gradjax.theory.meanfield import length_recursion as length_recursion
+from gradjax.theory.meanfield import q_profile as q_profile
