@@ -1,10 +1,12 @@
 """Runs the fixture experiment's sweep in a fresh process (for the sharding and kill/resume tests).
 
 usage: python run_fixture_sweep.py ROOT [--size tiny] [--seeds S] [--devices K] [--seeds-per-call N]
-                                        [--kill-on-replace N] [--dtype float32]
+                                        [--kill-on-replace N] [--dtype float32] [--activation NAME]
+                                        [--also ROOT:DEVICES:SEEDS_PER_CALL ...]
 
 Prints one JSON line: the sweep report plus ``device_count`` and the device-set sizes the keys were
-sharded over. ``--kill-on-replace N`` SIGKILLs the process just before the N-th atomic rename (a
+sharded over (with ``--also``, a list of such reports, one per sweep, run in this one process).
+``--activation`` keeps one activation of the grid (fewer compilations). ``--kill-on-replace N`` SIGKILLs the process just before the N-th atomic rename (a
 kill in the middle of writing a cell).
 """
 
@@ -33,6 +35,8 @@ def main():
     p.add_argument("--seeds-per-call", type=int, default=None)
     p.add_argument("--kill-on-replace", type=int, default=None)
     p.add_argument("--dtype", default="float32")
+    p.add_argument("--activation", default=None)
+    p.add_argument("--also", action="append", default=[])
     a = p.parse_args()
 
     shard_sizes = []
@@ -43,6 +47,10 @@ def main():
         return base.measure(cell, keys)
 
     exp = dataclasses.replace(base, measure=measure)
+    if a.activation:
+        grid = base.sizes[a.size]
+        grid = dataclasses.replace(grid, axes={**grid.axes, "activation": (a.activation,)})
+        exp = dataclasses.replace(exp, sizes={**base.sizes, a.size: grid})
     if a.kill_on_replace is not None:
         real_replace, calls = os.replace, []
 
@@ -53,11 +61,23 @@ def main():
             return real_replace(src, dst)
 
         os.replace = replace
-    devices = jax.devices()[: a.devices] if a.devices else None
-    rep = run_sweep(exp, a.size, seeds=a.seeds, root=a.root, dtype=a.dtype, devices=devices,
-                    seeds_per_call=a.seeds_per_call, quiet=True, command="test")
-    print(json.dumps({"computed": rep.computed, "skipped": rep.skipped, "failed": rep.failed,
-                      "device_count": jax.device_count(), "shard_sizes": shard_sizes}))
+    def sweep(root, n_devices, seeds_per_call):
+        shard_sizes.clear()
+        devices = jax.devices()[:n_devices] if n_devices else None
+        rep = run_sweep(exp, a.size, seeds=a.seeds, root=root, dtype=a.dtype, devices=devices,
+                        seeds_per_call=seeds_per_call, quiet=True, command="test")
+        return {"computed": rep.computed, "skipped": rep.skipped, "failed": rep.failed,
+                "device_count": jax.device_count(), "shard_sizes": list(shard_sizes)}
+
+    first = sweep(a.root, a.devices, a.seeds_per_call)
+    if not a.also:
+        print(json.dumps(first))
+        return
+    reports = [first]
+    for spec in a.also:
+        root, n_dev, spc = spec.split(":")
+        reports.append(sweep(root, int(n_dev) if n_dev else None, int(spc) if spc else None))
+    print(json.dumps(reports))
 
 
 if __name__ == "__main__":

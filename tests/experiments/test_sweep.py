@@ -62,6 +62,7 @@ def test_seed_k_is_key_k_whatever_the_chunking(reference):
     ds = io.load_results(fx.NAME, root=reference)
     cell = EXP.cells("tiny")[0]
     keys = jax.numpy.stack([jax.random.key(k) for k in range(3)])
+    keys = sweep.shard_seeds(keys, sweep.seed_mesh())  # placed as the sweep places them: reuses its compilation
     direct = fx.q_profile(keys, cell["sigma_w2"], cell["sigma_b2"], activation="tanh", depth=3, width=8, batch=8,
                           dtype="float32")
     np.testing.assert_array_equal(ds.q.sel(activation="tanh", sigma_w2=cell["sigma_w2"], depth=3).values, direct)
