@@ -124,6 +124,26 @@ def theory_line(ax, x, y, *, color=None, label: str | None = None, linestyle: st
     return line
 
 
+def histogram(ax, samples, *, bins=50, range=None, color=None, label: str | None = None, log: bool = False,
+              density: bool = True):
+    """Measurement as a distribution: the histogram of ``samples`` pooled over seeds (NaN dropped).
+
+    Drawn as a filled step outline in ``color``; put the theory density over it with
+    :func:`theory_line`. ``log=True`` uses a log count axis (for heavy-tailed spectra).
+
+    Returns:
+      ``(counts, edges)`` as numpy arrays.
+    """
+    x = np.asarray(samples.values if hasattr(samples, "values") else samples, dtype=float).ravel()
+    x = x[np.isfinite(x)]
+    counts, edges = np.histogram(x, bins=bins, range=range, density=density)
+    ax.stairs(counts, edges, fill=True, alpha=BAND_ALPHA, color=color)
+    ax.stairs(counts, edges, color=color, label=label, linewidth=0.8)
+    if log:
+        ax.set_yscale("log")
+    return counts, edges
+
+
 def style_legend(ax, *, theory: bool = True, measured: bool = True, loc: str = "best", **kw):
     """A legend with the curves' labels plus two entries explaining the line styles."""
     handles, labels = ax.get_legend_handles_labels()
