@@ -14,3 +14,8 @@ from gradjax.theory.meanfield import q_star as q_star
 from gradjax.theory.meanfield import c_profile as c_profile
 from gradjax.theory.meanfield import length_recursion as length_recursion
 from gradjax.theory.meanfield import q_profile as q_profile
+from gradjax.theory.gradients import DEFAULT_BATCH_SIZE as DEFAULT_BATCH_SIZE
+from gradjax.theory.gradients import batchnorm_rate as batchnorm_rate
+from gradjax.theory.gradients import block_factors as block_factors
+from gradjax.theory.gradients import gradient_profile as gradient_profile
+from gradjax.theory.gradients import gradient_spread as gradient_spread
