@@ -11,16 +11,21 @@ How to add an experiment
    ``-``: ``phase-diagram`` → ``phase_diagram.py``) that builds one :class:`Experiment` and calls
    :func:`register` on it at import::
 
+       from gradjax.experiments import figures
        from gradjax.experiments.registry import AgreementRow, Experiment, Grid, register
+       from gradjax.experiments.sweep import per_device
 
        def theory(cell):                     # seed-free prediction: computed once per cell
            cfg = NetConfig(depth=cell["depth"], width=cell["width"], activation=cell["activation"],
                            dtype=cell.dtype)
            return {"q_theory": (("layer",), gradjax.theory.q_profile(cfg, 1.0))}
 
+       def _q(keys, cfg):                    # module level: seeds first, static config after
+           return gradjax.empirical.q_profile(cfg, seeds=keys)                    # (S, L)
+
        def measure(cell, keys):              # keys: (S,) typed PRNG keys, one per seed
            cfg = ...                         # the same config
-           return {"q": (("seed", "layer"), gradjax.empirical.q_profile(cfg, seeds=keys))}
+           return {"q": (("seed", "layer"), per_device(_q, keys, cfg=cfg))}
 
        def plot(results, out_dir):           # results: xarray.Dataset of every cell (see below)
            fig = ...                         # use gradjax.experiments.figures helpers
@@ -84,8 +89,12 @@ The contract, precisely
   ``keys[0]`` — and keep the seed axis independent (no reductions across seeds inside
   ``measure``: medians and quantiles belong to ``plot``/``agreement``). Then a run split into any
   chunks, sharded over any number of devices, or interrupted and resumed gives the same numbers.
-  ``measure`` should be written with jitted functions: the sweep hands it ``keys`` already
-  sharded over the local devices, and jitted computations follow that sharding. No file I/O,
+  The sweep hands ``measure`` its ``keys`` already sharded over the local devices (a 1-D mesh
+  ``("seed",)``). A jitted ``vmap`` over ``keys`` follows that sharding by itself; anything else —
+  in particular calls into ``gradjax.empirical``/``gradjax.train``, which loop over seed groups
+  internally — goes through ``gradjax.experiments.sweep.per_device(fn, keys, *args, **static)``
+  (a cached ``jax.shard_map``: each device runs ``fn`` on its own seeds; ``fn`` a module-level
+  function taking the keys first, ``static`` hashable, e.g. the ``NetConfig``). No file I/O,
   printing, or global JAX configuration in ``theory``/``measure``.
 * **Memory.** Optionally ``bytes_per_seed(cell) -> int``, a rough peak-memory estimate for one
   seed; the sweep then chunks the seed axis to fit the device's free memory. Without it, all seeds

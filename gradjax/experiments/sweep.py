@@ -107,6 +107,55 @@ def shard_seeds(keys: jax.Array, mesh: Mesh) -> jax.Array:
     return jax.device_put(keys, NamedSharding(mesh, PartitionSpec(SEED_AXIS)))
 
 
+_PER_DEVICE_CACHE: dict = {}  # (fn, static kwargs, mesh, n args) -> jitted shard_map; reused across cells and chunks
+_PER_DEVICE_CACHE_SIZE = 64  # entries kept (one per distinct static configuration; oldest dropped first)
+
+
+def per_device(fn, keys: jax.Array, *args, **static):
+    """``fn(keys, *args, **static)`` with every device computing only its own shard of the seeds.
+
+    Inside ``measure``, wrap the seed-parallel computation with it when that computation does not
+    follow the keys' sharding by itself — e.g. ``gradjax.empirical`` functions, which loop over seed
+    groups with ``lax.map`` and would otherwise run replicated on every device::
+
+        def _grad(keys, cfg, batch):                    # module level: it keys the compile cache
+            return gradjax.empirical.gradient_profile(cfg, seeds=keys, batch=batch).hidden
+
+        def measure(cell, keys):
+            g = per_device(_grad, keys, cfg=config_of(cell), batch=cell["batch"])   # (S, L)
+
+    It is ``jax.shard_map`` over the keys' 1-D ``("seed",)`` mesh: ``keys`` split along it, ``args``
+    (arrays or numbers, traced) replicated, ``static`` (hashable keyword arguments, e.g. a
+    ``NetConfig``) fixed; every output leaf must have the seed axis first. On one device, or with
+    keys not sharded by the sweep, it is just ``fn(keys, *args, **static)``. Seed k's numbers do not
+    depend on the device count as long as ``fn`` treats seeds independently (the purity rule).
+
+    Returns:
+      ``fn``'s output, sharded along the seed axis.
+    """
+    sharding = getattr(keys, "sharding", None)
+    if (not isinstance(sharding, NamedSharding) or sharding.mesh.size == 1
+            or tuple(sharding.spec) != (SEED_AXIS,)):
+        return fn(keys, *args, **static)
+    cache_key = (fn, tuple(sorted(static.items())), sharding.mesh, len(args))
+    try:
+        compiled = _PER_DEVICE_CACHE.get(cache_key)
+    except TypeError:  # unhashable static arguments: compile for this call only
+        cache_key, compiled = None, None
+    if compiled is None:
+        def local(k, *a):
+            return fn(k, *a, **static)
+
+        specs = (PartitionSpec(SEED_AXIS),) + (PartitionSpec(),) * len(args)
+        compiled = jax.jit(jax.shard_map(local, mesh=sharding.mesh, in_specs=specs,
+                                         out_specs=PartitionSpec(SEED_AXIS), check_vma=False))
+        if cache_key is not None:
+            if len(_PER_DEVICE_CACHE) >= _PER_DEVICE_CACHE_SIZE:
+                _PER_DEVICE_CACHE.pop(next(iter(_PER_DEVICE_CACHE)))
+            _PER_DEVICE_CACHE[cache_key] = compiled
+    return compiled(keys, *args)
+
+
 def free_bytes(device) -> int | None:
     """Free memory of one device in bytes, or None when unknown.
 

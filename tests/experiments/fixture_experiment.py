@@ -26,6 +26,7 @@ import numpy as np
 
 from gradjax.experiments import figures
 from gradjax.experiments.registry import AgreementRow, Experiment, Grid, register
+from gradjax.experiments.sweep import per_device
 
 NAME = "test-signal"
 _GH_NODES = 80  # Gauss–Hermite nodes: E[tanh(√q z)²] for q ≤ 10 converges far below the test tolerances
@@ -77,8 +78,8 @@ def measure(cell, keys):
         os.kill(os.getpid(), signal.SIGKILL)
     if os.environ.get("GRADJAX_TEST_FAIL_AT") == cell.id:
         raise RuntimeError(f"requested failure at {cell.id}")
-    q = q_profile(keys, cell["sigma_w2"], cell["sigma_b2"], activation=cell["activation"], depth=cell["depth"],
-                  width=cell["width"], batch=cell["batch"], dtype=cell.dtype)
+    q = per_device(q_profile, keys, cell["sigma_w2"], cell["sigma_b2"], activation=cell["activation"],
+                   depth=cell["depth"], width=cell["width"], batch=cell["batch"], dtype=cell.dtype)
     return {"q": (("seed", "layer"), q, {"units": "linear"})}
 
 

@@ -39,12 +39,15 @@ def main():
     p.add_argument("--also", action="append", default=[])
     a = p.parse_args()
 
-    shard_sizes = []
+    shard_sizes, out_shards = [], []
     base = fixture_experiment.EXPERIMENT
 
     def measure(cell, keys):
         shard_sizes.append(len(keys.sharding.device_set))
-        return base.measure(cell, keys)
+        out = base.measure(cell, keys)
+        q = out["q"][1]
+        out_shards.append(len(q.sharding.device_set) if tuple(q.sharding.spec) == ("seed",) else 1)
+        return out
 
     exp = dataclasses.replace(base, measure=measure)
     if a.activation:
@@ -63,11 +66,13 @@ def main():
         os.replace = replace
     def sweep(root, n_devices, seeds_per_call):
         shard_sizes.clear()
+        out_shards.clear()
         devices = jax.devices()[:n_devices] if n_devices else None
         rep = run_sweep(exp, a.size, seeds=a.seeds, root=root, dtype=a.dtype, devices=devices,
                         seeds_per_call=seeds_per_call, quiet=True, command="test")
         return {"computed": rep.computed, "skipped": rep.skipped, "failed": rep.failed,
-                "device_count": jax.device_count(), "shard_sizes": list(shard_sizes)}
+                "device_count": jax.device_count(), "shard_sizes": list(shard_sizes),
+                "out_shards": list(out_shards)}
 
     first = sweep(a.root, a.devices, a.seeds_per_call)
     if not a.also:
