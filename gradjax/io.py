@@ -333,8 +333,8 @@ def load_results(dir_or_name, *, size: str | None = None, root=DEFAULT_ROOT) -> 
       root: the results root (default ``results`` in the current directory).
 
     Returns:
-      ``xarray.Dataset`` with attributes ``experiment``, ``size``, ``provenance`` (JSON list of the
-      per-cell provenance records) and ``failed_cells`` (JSON mapping cell id → error line).
+      ``xarray.Dataset`` with attributes ``experiment``, ``size``, ``params`` (JSON: the size's shared
+      settings), ``provenance`` (JSON list of the per-cell provenance records) and ``failed_cells`` (JSON mapping cell id → error line).
 
     Raises:
       FileNotFoundError: no results there.
@@ -373,6 +373,7 @@ def load_results(dir_or_name, *, size: str | None = None, root=DEFAULT_ROOT) -> 
     merged.attrs = {
         "experiment": first["experiment"],
         "size": first["size"],
+        "params": to_json(expanded[0].attrs["provenance"].get("params", {})),
         "provenance": to_json([ds.attrs["provenance"] for ds in expanded]),
         "failed_cells": to_json(failed),
         "source": str(folder),

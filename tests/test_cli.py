@@ -97,7 +97,7 @@ def test_list_run_plot_report_demo(tmp_path, capsys, registered, monkeypatch):
     assert cli.main(["report", "--out", str(out_dir)]) == 0
     md = (out_dir / "tiny" / "report.md").read_text()
     assert "![test-signal](test-signal/q_profile.png)" in md
-    assert "| [test-signal](#test-signal) | q_L | tanh, σ_w²=1.0 |" in md and "Reproduce: `gradjax run test-signal --tiny" in md
+    assert "| [test-signal](#test-signal) | q_L | tanh, σ_w²=1.0 |" in md and "width 8 |" in md and "Reproduce: `gradjax run test-signal --tiny" in md
     assert (out_dir / "tiny" / "report.html").exists()
 
     # A failing cell: exit 1, the others saved, one line per failed cell on stderr.

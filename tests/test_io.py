@@ -106,6 +106,7 @@ def test_load_results_merges_cells_by_label_in_grid_order(tmp_path):
     assert ds.q_theory.dims == ("activation", "depth", "layer")
     assert len(json.loads(ds.attrs["provenance"])) == 4
     assert ds.attrs["experiment"] == "demo-exp" and ds.attrs["size"] == "tiny"
+    assert json.loads(ds.attrs["params"]) == {}  # the hand-built provenance records no params
 
 
 def test_load_results_ignores_temporary_files_and_reports_failed_cells(tmp_path):

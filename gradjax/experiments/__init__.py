@@ -11,3 +11,5 @@ from gradjax.experiments.registry import Grid as Grid
 from gradjax.experiments.registry import get as get
 from gradjax.experiments.registry import names as names
 from gradjax.experiments.registry import register as register
+from gradjax.experiments.sweep import per_device as per_device
+from gradjax.experiments.sweep import run_sweep as run_sweep

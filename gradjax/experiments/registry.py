@@ -94,14 +94,19 @@ The contract, precisely
   in particular calls into ``gradjax.empirical``/``gradjax.train``, which loop over seed groups
   internally — goes through ``gradjax.experiments.sweep.per_device(fn, keys, *args, **static)``
   (a cached ``jax.shard_map``: each device runs ``fn`` on its own seeds; ``fn`` a module-level
-  function taking the keys first, ``static`` hashable, e.g. the ``NetConfig``). No file I/O,
-  printing, or global JAX configuration in ``theory``/``measure``.
+  function taking the keys first, ``static`` hashable, e.g. the ``NetConfig``). ``theory`` and
+  ``measure`` write no files, print nothing and change no global JAX configuration (reading
+  packaged data such as ``gradjax.train.load_digits()`` is fine).
+* **Cost.** Every distinct ``NetConfig`` (it is a static argument) compiles anew — about 1–5 s on a
+  CPU — so keep the tiny grid to a handful of configurations (CI runs it) and let cells that
+  differ only in a traced number share a program where the engine allows.
 * **Memory.** Optionally ``bytes_per_seed(cell) -> int``, a rough peak-memory estimate for one
   seed; the sweep then chunks the seed axis to fit the device's free memory. Without it, all seeds
   go in one call, and a call that runs out of device memory is retried with half the chunk.
 * **plot(results, out_dir) → list of paths** draws the merged results of the experiment
-  (an ``xarray.Dataset``: one dimension per grid axis plus the variables' own dimensions; cells
-  absent from a non-product grid are NaN) with ``gradjax.experiments.figures`` (theory as lines,
+  (``gradjax.io.load_results``: an ``xarray.Dataset`` with one dimension per grid axis, in grid
+  order, plus the variables' own dimensions; cells absent from a non-product grid or not finished
+  are NaN; ``json.loads(results.attrs["params"])`` is the size's ``params``) with ``gradjax.experiments.figures`` (theory as lines,
   measurement as median with a 10–90 % band across seeds) and saves the figures into ``out_dir``
   via ``figures.save``. It computes nothing with JAX.
 * **agreement(results) → list of** :class:`AgreementRow` (optional): one row per headline

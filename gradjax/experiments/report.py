@@ -112,12 +112,12 @@ def _markdown(size: str, sections: list, unknown: list) -> str:
     rows = [(s.name, r) for s in sections for r in s.rows]
     out += ["## Theory vs measurement", ""]
     if rows:
-        out += ["| experiment | quantity | where | theory | measured | error | tolerance | agrees |",
-                "|---|---|---|---:|---:|---:|---:|:---:|"]
+        out += ["| experiment | quantity | where | theory | measured | error | tolerance | agrees | note |",
+                "|---|---|---|---:|---:|---:|---:|:---:|---|"]
         for name, r in rows:
             err = _fmt(r.error) + (" (rel.)" if r.metric == "relative" else " (abs.)")
             out.append(f"| [{name}](#{name}) | {r.quantity} | {r.where} | {_fmt(r.theory)} | {_fmt(r.measured)} | "
-                       f"{err} | {_fmt(r.tolerance) if r.tolerance is not None else ''} | {_verdict(r)} |")
+                       f"{err} | {_fmt(r.tolerance) if r.tolerance is not None else ''} | {_verdict(r)} | {r.note} |")
     else:
         out.append("No agreement rows.")
     out.append("")
@@ -156,7 +156,7 @@ def _html(size: str, sections: list, unknown: list) -> str:
     rows = [(s.name, r) for s in sections for r in s.rows]
     if rows:
         parts.append("<table><tr><th>experiment</th><th>quantity</th><th>where</th><th>theory</th><th>measured</th>"
-                     "<th>error</th><th>tolerance</th><th>agrees</th></tr>")
+                     "<th>error</th><th>tolerance</th><th>agrees</th><th>note</th></tr>")
         for name, r in rows:
             cls = {True: "good", False: "bad", None: ""}[r.agrees]
             parts.append(
@@ -164,7 +164,7 @@ def _html(size: str, sections: list, unknown: list) -> str:
                 f"<td class=num>{_fmt(r.theory)}</td><td class=num>{_fmt(r.measured)}</td>"
                 f"<td class=num>{_fmt(r.error)} ({'rel.' if r.metric == 'relative' else 'abs.'})</td>"
                 f"<td class=num>{_fmt(r.tolerance) if r.tolerance is not None else ''}</td>"
-                f"<td class='{cls}'>{_verdict(r)}</td></tr>")
+                f"<td class='{cls}'>{_verdict(r)}</td><td>{e(r.note)}</td></tr>")
         parts.append("</table>")
     else:
         parts.append("<p>No agreement rows.</p>")

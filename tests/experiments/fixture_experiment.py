@@ -17,6 +17,7 @@ Test hooks (environment variables, read at call time):
 from __future__ import annotations
 
 import functools
+import json
 import os
 import signal
 
@@ -97,7 +98,7 @@ def agreement(results):
             sub = deepest.sel(activation=act, sigma_w2=sw2)
             rows.append(AgreementRow(quantity="q_L", where=f"{act}, σ_w²={sw2}", theory=float(sub.q_theory[-1]),
                                      measured=float(np.median(sub.q[:, -1])), tolerance=0.5,
-                                     note=f"width {int(results.attrs.get('width', 0)) or '?'}"))
+                                     note=f"width {json.loads(results.attrs['params'])['width']}"))
     return rows
 
 
