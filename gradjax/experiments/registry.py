@@ -122,6 +122,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import hashlib
 import itertools
 import math
 import numbers
@@ -136,6 +137,7 @@ DTYPES = ("float32", "float64")
 _NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")  # kebab-case: the CLI name
 _DIM = re.compile(r"^[a-z][a-z0-9_]*$")  # dimension / coordinate names: valid netCDF and Python names
 _RESERVED = ("seed",)  # set by the sweep, never a grid axis
+_MAX_ID = 180  # longest cell id: leaves room for ".failed.json", temporary-file suffixes and ".corrupt"
 
 
 def _check_coord_value(axis: str, value) -> None:
@@ -276,7 +278,10 @@ class Cell:
         for k, v in self.coords.items():
             text = repr(float(v)) if isinstance(v, float) else str(v)
             parts.append(f"{k}={re.sub(r'[^A-Za-z0-9.+_-]', '_', text)}")
-        return ",".join(parts) or "cell"
+        text = ",".join(parts) or "cell"
+        if len(text) > _MAX_ID:  # file-name length limits (255 bytes): keep a readable head + a hash
+            text = text[: _MAX_ID - 17] + "~" + hashlib.sha256(text.encode()).hexdigest()[:16]
+        return text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -380,7 +385,13 @@ class Experiment:
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}")
         grid = self.sizes[size]
-        return tuple(Cell(self.name, size, point, grid.params, dtype) for point in grid.points())
+        cells = tuple(Cell(self.name, size, point, grid.params, dtype) for point in grid.points())
+        ids = [c.id for c in cells]
+        if len(set(ids)) != len(ids):
+            dup = sorted({i for i in ids if ids.count(i) > 1})
+            raise ValueError(f"experiment {self.name!r} size {size!r}: cells share the file name(s) {dup}; "
+                             "make the coordinate values differ in more than punctuation")
+        return cells
 
 
 def check_size(size: str) -> None:

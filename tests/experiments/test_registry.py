@@ -61,6 +61,8 @@ def test_cell_lookup_and_id():
     with pytest.raises(KeyError, match="width"):  # the message lists what exists
         c["depth"]
     assert Cell("e", "tiny", {"name": "a/b c"}, {}).id == "name=a_b_c"  # safe as a file name
+    long = Cell("e", "tiny", {"name": "x" * 400}, {}).id
+    assert len(long) == 180 and long != Cell("e", "tiny", {"name": "x" * 401}, {}).id
 
 
 def test_experiment_validation():
@@ -77,6 +79,10 @@ def test_experiment_validation():
     assert len(cells) == 4 and cells[0].dtype == "float64" and cells[0]["width"] == 4
     with pytest.raises(ValueError, match="size"):
         exp.cells("huge")
+    g2 = Grid(axes={"name": ("a/b", "a_b")})  # distinct values, same file name
+    clash = Experiment("x", "d", {"tiny": g2, "quick": g2, "full": g2}, measure=_noop_measure, plot=_noop_plot)
+    with pytest.raises(ValueError, match="share the file name"):
+        clash.cells("tiny")
 
 
 def test_registry_get_unknown_lists_options_and_closest():
