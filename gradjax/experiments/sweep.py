@@ -22,7 +22,10 @@ Files found in the way are never silently used:
   ``<file>.corrupt`` (kept for inspection, ignored by readers) and the cell is recomputed;
 * **foreign** (a valid cell file computed with other seeds, dtype or settings, or not a gradjax
   file): the sweep stops before computing anything with ``ForeignResultError`` naming the file;
-  pass ``overwrite=True`` (``--overwrite``) to recompute such cells, or choose another ``root``.
+  pass ``overwrite=True`` (``--overwrite``) to recompute such cells, or choose another ``root``;
+* **stale** (cell files whose names are not cells of the current grid, e.g. after the grid was
+  edited): a ``StaleResultWarning`` names them; they are left in place (``load_results`` would
+  merge them), for the user to move away.
 
 Several hosts (started with ``jax.distributed.initialize()``) split the cells round-robin by
 ``jax.process_index()`` and write into one shared results folder; each host shards its seeds over
@@ -58,6 +61,10 @@ SEED_AXIS = "seed"  # name of the 1-D device mesh axis and of the results dimens
 
 class CorruptResultWarning(UserWarning):
     """A corrupt cell file was set aside and its cell recomputed."""
+
+
+class StaleResultWarning(UserWarning):
+    """The results folder holds cell files that are not cells of the current grid."""
 
 
 @dataclasses.dataclass
@@ -409,6 +416,12 @@ def run_sweep(experiment, size: str = "full", *, seeds: int | None = None, root=
                     foreign.append(str(e))
                     continue
         todo.append((cell, path, fp))
+    known = {c.id for c in cells}
+    stale = [p.name for p in io.cell_files(io.cells_dir(root, size, exp.name)) if p.stem not in known]
+    if stale and pi == 0:
+        warnings.warn(f"{folder / 'cells'} holds {len(stale)} file(s) that are not cells of the current grid "
+                      f"(e.g. {stale[0]}); load_results merges them too — move them away if the grid changed",
+                      StaleResultWarning, stacklevel=2)
     if foreign:
         raise io.ForeignResultError(
             f"{len(foreign)} result file(s) in the way were computed with other settings, e.g. {foreign[0]}; "

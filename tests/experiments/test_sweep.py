@@ -133,6 +133,15 @@ def test_hosts_split_the_cells_into_one_folder(reference, tmp_path):
                                 _data(io.load_results(fx.NAME, root=reference)))
 
 
+def test_files_outside_the_grid_are_reported(reference, tmp_path, counter):
+    root = _copy(reference, tmp_path)
+    cells = io.cells_dir(root, "tiny", fx.NAME)
+    shutil.copy(io.cell_files(cells)[0], cells / "activation=gelu,sigma_w2=1.0,depth=3.nc")
+    with pytest.warns(sweep.StaleResultWarning, match="activation=gelu"):
+        rep = sweep.run_sweep(EXP, "tiny", root=root, quiet=True)
+    assert rep.computed == [] and counter() == []
+
+
 def test_bad_arguments_raise_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="seeds must be an integer >= 1"):
         sweep.run_sweep(EXP, "tiny", root=tmp_path, seeds=0)
