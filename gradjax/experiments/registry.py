@@ -99,7 +99,10 @@ The contract, precisely
   packaged data such as ``gradjax.train.load_digits()`` is fine).
 * **Cost.** Every distinct ``NetConfig`` (it is a static argument) compiles anew — about 1–5 s on a
   CPU — so keep the tiny grid to a handful of configurations (CI runs it) and let cells that
-  differ only in a traced number share a program where the engine allows.
+  differ only in a traced number share a program where the engine allows. Each cell is one file
+  (about 0.1 s to write and to read back), so keep a size to at most a few hundred cells: an axis
+  that is cheap and vmappable (the σ_w² row of a phase diagram, a grid of λ for a density) belongs
+  inside a cell as an array dimension with coordinates, not in the grid.
 * **Memory.** Optionally ``bytes_per_seed(cell) -> int``, a rough peak-memory estimate for one
   seed; the sweep then chunks the seed axis to fit the device's free memory. Without it, all seeds
   go in one call, and a call that runs out of device memory is retried with half the chunk.
