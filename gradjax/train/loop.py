@@ -2,7 +2,7 @@
 
 ``train(cfg, tc, data, seeds=S)`` trains S independently initialized networks at once: the
 per-seed update is ``jax.vmap``-ed over the seed axis, and the ``log_every`` updates between two
-history rows run as one ``jax.lax.scan`` inside one jitted call. Seed k starts from
+history rows run as one ``jax.lax.fori_loop`` inside one jitted call. Seed k starts from
 ``init_params(cfg, jax.random.key(k))`` (member k of ``gradjax.nn.make_ensemble``) and draws its
 minibatches from its own key, so member k of an S-seed run equals a run with ``seeds=[k]``.
 
@@ -194,21 +194,27 @@ def _seed_eval(cfg, loss, params, x, y, x_test, y_test, classification):
     }
 
 
-@functools.partial(jax.jit, static_argnames=("cfg", "tc", "loss", "batch", "length", "classification"))
-def _chunk(params, opt_state, div, keys, t0, x, y, x_eval, y_eval, x_test, y_test, *, cfg, tc, loss, batch, length,
+@functools.partial(jax.jit, static_argnames=("cfg", "tc", "loss", "batch", "classification"))
+def _chunk(params, opt_state, div, keys, t0, length, x, y, x_eval, y_eval, x_test, y_test, *, cfg, tc, loss, batch,
            classification):
-    """``length`` updates of every seed (scan inside vmap), then one history row."""
+    """``length`` updates of every seed, then one history row.
+
+    ``length`` is a traced scalar (a ``fori_loop`` trip count), so the last, shorter chunk of a run
+    reuses the same compiled program.
+    """
+    dt = x.dtype
 
     def one_seed(p, s, d, key):
-        def body(carry, t):
-            p, s, d = carry
+        def body(t, carry):
+            p, s, d, _, fired, live = carry
             p, s, d, stats, alive = _seed_update(cfg, tc, loss, batch, p, s, d, key, t, x, y)
-            return (p, s, d), (stats, alive)
+            return p, s, d, stats, fired + (stats["clipped"] & alive), live + alive
 
-        (p, s, d), (stats, alive) = jax.lax.scan(body, (p, s, d), t0 + jnp.arange(length, dtype=jnp.int32))
-        last = jax.tree.map(lambda v: v[-1], stats)
-        fired = jnp.sum(stats["clipped"] & alive) / jnp.maximum(jnp.sum(alive), 1)
-        row = {**last, "clip_fraction": fired.astype(x.dtype),
+        last0 = {"grad_norm": jnp.zeros((), dt), "clipped_norm": jnp.zeros((), dt), "clipped": jnp.zeros((), bool),
+                 "update_ratio": jnp.zeros((cfg.depth,), dt)}
+        zero = jnp.zeros((), jnp.int32)
+        p, s, d, last, fired, live = jax.lax.fori_loop(t0, t0 + length, body, (p, s, d, last0, zero, zero))
+        row = {**last, "clip_fraction": (fired / jnp.maximum(live, 1)).astype(dt),
                **_seed_eval(cfg, loss, p, x_eval, y_eval, x_test, y_test, classification)}
         # A diverged seed's rows are NaN: its frozen parameters no longer describe the run.
         dead = d >= 0
@@ -220,6 +226,15 @@ def _chunk(params, opt_state, div, keys, t0, x, y, x_eval, y_eval, x_test, y_tes
 
 
 # ---- the loop ----------------------------------------------------------------------------------------
+
+
+def compute_cfg(cfg: NetConfig) -> NetConfig:
+    """``cfg`` with the fields that only shape the initial draw (init, σ_w², σ_b²) set to fixed values.
+
+    The forward and backward passes do not read them, so the jitted training chunk is keyed on
+    this config: a sweep over σ_w² or σ_b² (a phase diagram) compiles once.
+    """
+    return cfg.with_(init="gaussian", sigma_w2=1.0, sigma_b2=0.0)
 
 
 def _check_fit(cfg: NetConfig, data: Dataset) -> None:
@@ -288,8 +303,9 @@ def train(cfg: NetConfig, tc: TrainConfig, data: Dataset, seeds=4, *, loss=None,
     with tqdm(total=tc.steps, disable=not progress, desc=f"train {cfg.arch} L={cfg.depth} S={s}", unit="step") as bar:
         for length in lengths:
             params, opt_state, div, row = _chunk(
-                params, opt_state, div, minibatch_keys, jnp.asarray(t, jnp.int32), x, y, x_eval, y_eval, x_test, y_test,
-                cfg=cfg, tc=tc, loss=loss, batch=tc.batch_size, length=length, classification=classification)
+                params, opt_state, div, minibatch_keys, jnp.asarray(t, jnp.int32), jnp.asarray(length, jnp.int32),
+                x, y, x_eval, y_eval, x_test, y_test,
+                cfg=compute_cfg(cfg), tc=tc, loss=loss, batch=tc.batch_size, classification=classification)
             t += length
             rows.append(jax.tree.map(np.asarray, row))
             live = rows[-1]["loss"][np.isfinite(rows[-1]["loss"])]

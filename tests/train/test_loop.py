@@ -23,12 +23,21 @@ def digits():
 
 
 SMALL = NetConfig(depth=3, width=16, in_dim=64, out_dim=10, activation="tanh", sigma_w2=1.5, sigma_b2=0.05)
+# Two settings cover the chain's stages between them (each train() setting costs one compilation).
+TC_ADAM = TrainConfig(optimizer="adam", learning_rate=1e-3, steps=25, batch_size=32, log_every=10,
+                      clip="global_norm", clip_value=1.0)
+TC_MOMENTUM = TrainConfig(optimizer="momentum", learning_rate=0.05, steps=20, batch_size=50, log_every=5,
+                          clip="per_layer", clip_value=0.1, weight_decay=1e-3, l2=1e-3, schedule="warmup_cosine",
+                          warmup_steps=5)
 
 
-def test_history_shapes_and_contents(digits):
-    tc = TrainConfig(optimizer="adam", learning_rate=1e-3, steps=25, batch_size=32, log_every=10,
-                     clip="global_norm", clip_value=1.0)
-    h = train(SMALL, tc, digits, seeds=3, progress=False)
+@pytest.fixture(scope="module")
+def run_adam(digits):
+    return train(SMALL, TC_ADAM, digits, seeds=3, progress=False)
+
+
+def test_history_shapes_and_contents(digits, run_adam):
+    h = run_adam
     np.testing.assert_array_equal(h.step, [10, 20, 25])  # last row at `steps`
     for f in FIELDS_TS:
         assert getattr(h, f).shape == (3, 3), f
@@ -40,6 +49,7 @@ def test_history_shapes_and_contents(digits):
     # Clipping at c = 1: the clipped norm is min(norm, 1) and "clipped" says whether it acted.
     np.testing.assert_allclose(h.clipped_norm, np.minimum(h.grad_norm, 1.0), rtol=1e-5)
     np.testing.assert_array_equal(h.clipped, h.grad_norm > 1.0)
+    assert np.all((h.clip_fraction >= 0) & (h.clip_fraction <= 1))
     # Row quantities recomputed independently from the final parameters of seed 1.
     p = jax.tree.map(lambda v: jnp.asarray(v[1]), h.params)
     x, y = jnp.asarray(digits.x_train), jnp.asarray(digits.y_train)
@@ -54,14 +64,11 @@ def test_history_shapes_and_contents(digits):
     assert np.all(h.update_ratio > 0) and np.all(h.update_ratio < 1)
 
 
-@pytest.mark.parametrize("tc", [
-    TrainConfig(optimizer="momentum", learning_rate=0.05, steps=20, batch_size=32, log_every=5, weight_decay=1e-3),
-    TrainConfig(optimizer="adam", learning_rate=1e-3, steps=20, batch_size=50, log_every=20, clip="per_layer",
-                clip_value=0.1, schedule="warmup_cosine", warmup_steps=5, l2=1e-3),
-], ids=["momentum", "adam+per_layer"])
-def test_vmapped_seeds_equal_separate_runs(digits, tc):
+@pytest.mark.parametrize("which", ["adam", "momentum"])
+def test_vmapped_seeds_equal_separate_runs(digits, run_adam, which):
     """Member k of an S-seed run equals the run with seeds=[k] (float32, to 1e-6)."""
-    h = train(SMALL, tc, digits, seeds=3, progress=False)
+    tc = TC_ADAM if which == "adam" else TC_MOMENTUM
+    h = run_adam if which == "adam" else train(SMALL, tc, digits, seeds=3, progress=False)
     for k in range(3):
         one = train(SMALL, tc, digits, seeds=[k], progress=False)
         for f in FIELDS_TS + FIELDS_TSL:
@@ -69,14 +76,18 @@ def test_vmapped_seeds_equal_separate_runs(digits, tc):
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a[0], b[k], rtol=1e-6, atol=1e-6), one.params, h.params)
 
 
-def test_same_seeds_identical_histories(digits):
-    tc = TrainConfig(optimizer="momentum", learning_rate=0.05, steps=12, batch_size=16, log_every=4)
-    a = train(SMALL, tc, digits, seeds=2, progress=False)
-    b = train(SMALL, tc, digits, seeds=2, progress=False)
+def test_same_seeds_identical_histories_and_no_recompilation(digits, run_adam):
+    from gradjax.train.loop import _chunk
+
+    compiled = _chunk._cache_size()
+    again = train(SMALL, TC_ADAM, digits, seeds=3, progress=False)
     for f in FIELDS_TS + FIELDS_TSL + ("clipped", "diverged_at", "step"):
-        np.testing.assert_array_equal(getattr(a, f), getattr(b, f), err_msg=f)
-    c = train(SMALL, tc, digits, seeds=[5, 6], progress=False)
-    assert not np.array_equal(a.loss, c.loss)
+        np.testing.assert_array_equal(getattr(again, f), getattr(run_adam, f), err_msg=f)
+    jax.tree.map(np.testing.assert_array_equal, again.params, run_adam.params)
+    # Another initial scale is another starting point, not another program: no recompilation.
+    other = train(SMALL.with_(sigma_w2=0.7, sigma_b2=0.0), TC_ADAM, digits, seeds=3, progress=False)
+    assert _chunk._cache_size() == compiled
+    assert not np.array_equal(other.loss, run_adam.loss)
 
 
 def test_full_batch_is_plain_gradient_descent(digits):
