@@ -47,14 +47,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _add_size(p, *, default: str | None, what: str):
+def _add_size(p, *, default: str | None):
     g = p.add_mutually_exclusive_group()
     g.add_argument("--tiny", dest="size", action="store_const", const="tiny", help="CI size: seconds")
     g.add_argument("--quick", dest="size", action="store_const", const="quick",
                    help="quick size: under 2 minutes on a 2-core CPU")
     g.add_argument("--full", dest="size", action="store_const", const="full", help="full size, meant for a GPU")
     p.set_defaults(size=default)
-    g.description = what
 
 
 def _add_out(p):
@@ -279,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run every cell of an experiment's grid × seeds (resuming where a previous run "
                                    "stopped), store one netCDF file per cell, and draw the figures.")
     p.add_argument("name", metavar="NAME", help="experiment name (see `gradjax list`)")
-    _add_size(p, default="full", what="size (default: --full)")
+    _add_size(p, default="full")
     p.add_argument("--seeds", type=_positive_int, default=None, metavar="S",
                    help="number of seeds (default: the experiment's for that size)")
     _add_out(p)
@@ -298,14 +297,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plot", help="redraw an experiment's figures from stored results",
                        description="Redraw an experiment's figures from its stored results (no computation).")
     p.add_argument("name", metavar="NAME", help="experiment name")
-    _add_size(p, default=None, what="size (default: the largest with results)")
+    _add_size(p, default=None)
     _add_out(p)
     p.set_defaults(fn=_plot)
 
     p = sub.add_parser("report", help="write the report page (figures + agreement table)",
                        description="Redraw every experiment with results and write DIR/<size>/report.md and "
                                    "report.html: every figure and the theory-vs-measurement table.")
-    _add_size(p, default=None, what="size (default: the largest with results)")
+    _add_size(p, default=None)
     _add_out(p)
     p.add_argument("--no-html", action="store_true", help="write report.md only")
     p.set_defaults(fn=_report)

@@ -4,7 +4,6 @@ Cells here are built by hand (numpy), so every expected value is the value writt
 """
 
 import json
-import os
 
 import numpy as np
 import pytest
