@@ -49,10 +49,13 @@ def _positive_int(text: str) -> int:
 
 def _add_size(p, *, default: str | None):
     g = p.add_mutually_exclusive_group()
+    note = " (the default)" if default == "full" else ""
     g.add_argument("--tiny", dest="size", action="store_const", const="tiny", help="CI size: seconds")
     g.add_argument("--quick", dest="size", action="store_const", const="quick",
                    help="quick size: under 2 minutes on a 2-core CPU")
-    g.add_argument("--full", dest="size", action="store_const", const="full", help="full size, meant for a GPU")
+    g.add_argument("--full", dest="size", action="store_const", const="full",
+                   help=f"full size, meant for a GPU{note}" + ("" if default else
+                        "; without a size flag: the largest size that has results"))
     p.set_defaults(size=default)
 
 
