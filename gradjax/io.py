@@ -160,9 +160,19 @@ def write_cell(path, ds: xr.Dataset) -> Path:
     missing = [k for k in _REQUIRED_ATTRS if k not in ds.attrs]
     if missing:
         raise ValueError(f"cell dataset lacks attributes {missing}")
+    _require_h5py()
     with _atomic_target(Path(path)) as tmp:
         ds.to_netcdf(tmp, engine=ENGINE)
     return Path(path)
+
+
+def _require_h5py() -> None:
+    """h5netcdf writes through h5py; say so clearly where it is missing."""
+    try:
+        import h5py  # noqa: F401
+    except ImportError:
+        raise ImportError("gradjax stores results as netCDF4 through h5netcdf, which needs h5py: "
+                          "pip install h5py") from None
 
 
 _REQUIRED_ATTRS = ("gradjax_format", "experiment", "size", "cell_id", "fingerprint", "grid", "provenance")
@@ -181,6 +191,7 @@ def read_cell(path, *, experiment: str | None = None, size: str | None = None,
       ForeignResultError: a valid cell of another format version, experiment, size or fingerprint.
     """
     path = Path(path)
+    _require_h5py()
     try:
         with xr.open_dataset(path, engine=ENGINE) as f:
             ds = f.load()
