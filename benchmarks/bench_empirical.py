@@ -1,0 +1,198 @@
+"""Speed and memory of gradjax.empirical against the naive ways of measuring the same things.
+
+Workload W1 (issue 4): tanh MLP, L = 64, N = 512, S = 32, float32 with full-precision matmuls;
+its CPU variant W1-cpu: L = 32, N = 256, S = 16 (the default here). Each method runs in its own
+subprocess so that its peak resident memory (``ru_maxrss``, which includes the ~0.3–0.5 GB of the
+Python + JAX runtime) is its own. Times are the median of ``--repeats`` warm calls (compilation
+excluded everywhere); gradjax's times include drawing the S networks' parameters, the naive
+loops get them pre-drawn.
+
+Methods:
+  gradjax-end   jacobian_spectrum(layers="end", method="gram")   vs (a) naive-end: per seed, jit(jacrev) of
+                h_0 → h_L + jnp.linalg.svd, in a Python loop over seeds.
+  gradjax-all   jacobian_spectrum(layers="all", method="gram")   vs (b) naive-all: per seed and layer l,
+                jit(jacrev) of the sub-network h_l → h_L + svd (optionally a subset of layers, extrapolated
+                linearly in the number of (seed, layer) pairs: stated in the output).
+  floor-all     the unavoidable parts run bare: one batched suffix-product sweep producing the S·L
+                matrices (given W and φ' precomputed) + one batched eigvalsh of their Gram matrices.
+  gradjax-grad  gradient_profile(batch=B)                         vs (c) naive-grad: per seed, jit(grad) of the
+                loss w.r.t. parameters and per-layer probes, in a Python loop over seeds.
+
+Usage:  python benchmarks/bench_empirical.py [--L 32 --N 256 --S 16 --B 128] [--b-layers 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+METHODS = ("gradjax-end", "naive-end", "gradjax-all", "naive-all", "floor-all", "gradjax-grad", "naive-grad")
+
+
+def _setup(args):
+    import jax
+
+    jax.config.update("jax_default_matmul_precision", "highest")  # "full precision matmuls" of W1
+    from gradjax.config import NetConfig
+
+    return NetConfig(depth=args.L, width=args.N, activation="tanh", sigma_w2=1.5, sigma_b2=0.05, dtype="float32")
+
+
+def _time(fn, repeats):
+    import jax
+
+    jax.block_until_ready(fn())  # compile / warm up
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn())
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
+
+
+def run_method(args) -> dict:
+    import jax
+    import jax.numpy as jnp
+
+    from gradjax.empirical import gradient_profile, jacobian_spectrum
+    from gradjax.empirical.losses import loss_fn
+    from gradjax.nn import ensemble_params
+    from gradjax.nn.blocks import block_apply
+    from gradjax.nn.stack import readout, unroll
+
+    cfg = _setup(args)
+    m, S, L, N, B = args.method, args.S, args.L, args.N, args.B
+    note = ""
+    if m == "gradjax-end":
+        t = _time(lambda: jacobian_spectrum(cfg, S, layers="end"), args.repeats)
+    elif m == "gradjax-all":
+        t = _time(lambda: jacobian_spectrum(cfg, S, layers="all"), args.repeats)
+    elif m == "gradjax-grad":
+        t = _time(lambda: gradient_profile(cfg, S, batch=B).hidden, args.repeats)
+    else:
+        params = ensemble_params(cfg, S)
+        member = lambda k: jax.tree.map(lambda a: a[k], params)  # noqa: E731
+        xs1 = jax.random.normal(jax.random.key(1), (S, 1, N))
+        blocks = lambda p, h, lo: [h := block_apply(cfg, jax.tree.map(lambda a: a[i], p["blocks"]), h) for i in range(lo, L)][-1]  # noqa: E731
+
+        if m == "naive-end":
+            @jax.jit
+            def one(p, x):
+                h0 = unroll(cfg, p, x)[0]
+                j = jax.jacrev(lambda h: blocks(p, h[None], 0)[0])(h0[0])
+                return jnp.linalg.svd(j, compute_uv=False)
+
+            t = _time(lambda: [one(member(k), xs1[k]) for k in range(S)], args.repeats)
+        elif m == "naive-all":
+            layers = list(range(L)) if args.b_layers is None else sorted({round(i * (L - 1) / max(1, args.b_layers - 1)) for i in range(args.b_layers)})
+            fns = {}
+            for lo in layers:
+                @jax.jit
+                def one(p, x, lo=lo):
+                    h = unroll(cfg, p, x)[0]
+                    if lo:
+                        h = blocks({"blocks": jax.tree.map(lambda a: a[:lo], p["blocks"])}, h, 0) if lo < L else h
+                    j = jax.jacrev(lambda v: blocks(p, v[None], lo)[0])(h[0])
+                    return jnp.linalg.svd(j, compute_uv=False)
+
+                fns[lo] = one
+            t = _time(lambda: [fns[lo](member(k), xs1[k]) for k in range(S) for lo in layers], 1)
+            if len(layers) < L:
+                note = f"timed {len(layers)} of {L} layers ({layers}), extrapolated ×{L / len(layers):.2f}"
+                t *= L / len(layers)
+        elif m == "floor-all":
+            # The unavoidable work given W_l and φ'(preact_l): G_{l-1} = (G_l ⊙ φ') W_lᵀ for every seed
+            # (one batched matmul per layer), then one batched eigvalsh of all S·L Gram matrices.
+            W = params["blocks"]["kernel"]  # (S, L, N, N)
+            d = 1.0 - jnp.tanh(jax.random.normal(jax.random.key(2), (S, L, N))) ** 2
+
+            @jax.jit
+            def floor(W, d):
+                def body(G, wd):
+                    w, dd = wd
+                    G = jnp.einsum("sij,skj->sik", G * dd[:, None, :], w)
+                    return G, G
+
+                G0 = jnp.broadcast_to(jnp.eye(N, dtype=W.dtype), (S, N, N))
+                _, Gs = jax.lax.scan(body, G0, (jnp.swapaxes(W, 0, 1), jnp.swapaxes(d, 0, 1)), reverse=True)
+                gram = jnp.einsum("lsij,lskj->lsik", Gs, Gs)
+                return jnp.linalg.eigvalsh(gram)
+
+            t = _time(lambda: floor(W, d), args.repeats)
+        elif m == "naive-grad":
+            x = jax.random.normal(jax.random.key(3), (S, B, N))
+            tg = jax.random.normal(jax.random.key(4), (S, B, N))
+
+            @jax.jit
+            def one(p, x, tt):
+                def f(p, eps):
+                    h = unroll(cfg, p, x)[0]
+                    for i in range(L):
+                        h = block_apply(cfg, jax.tree.map(lambda a: a[i], p["blocks"]), h) + eps[i]
+                    return loss_fn("mse")(readout(cfg, p, h), tt)
+
+                gp, ge = jax.grad(f, argnums=(0, 1))(p, jnp.zeros((L, B, N)))
+                return (jnp.log10(jnp.sqrt(jnp.sum(ge**2, axis=(1, 2)))),
+                        jnp.log10(jnp.sqrt(jnp.sum(gp["blocks"]["kernel"] ** 2, axis=(1, 2)))))
+
+            t = _time(lambda: [one(member(k), x[k], tg[k]) for k in range(S)], args.repeats)
+        else:
+            raise ValueError(f"method must be one of {list(METHODS)}, got {m!r}")
+    return {"method": m, "seconds": t, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "note": note}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--L", type=int, default=32)
+    p.add_argument("--N", type=int, default=256)
+    p.add_argument("--S", type=int, default=16)
+    p.add_argument("--B", type=int, default=128, help="batch of the gradient profiles (W1: 128)")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--b-layers", type=int, default=None, help="time naive-all on this many layers and extrapolate")
+    p.add_argument("--method", choices=METHODS, default=None, help="run one method (used by the driver)")
+    p.add_argument("--methods", default=",".join(METHODS))
+    args = p.parse_args(argv)
+    if args.method:
+        print(json.dumps(run_method(args)))
+        return
+    import jax
+
+    rows = {}
+    base = [a for a in (argv if argv is not None else sys.argv[1:]) if not a.startswith("--methods")]
+    for m in args.methods.split(","):
+        out = subprocess.run([sys.executable, __file__, "--method", m] + base, capture_output=True, text=True,
+                             env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))})
+        if out.returncode:
+            print(out.stderr[-3000:], file=sys.stderr)
+            raise SystemExit(f"{m} failed")
+        rows[m] = json.loads(out.stdout.strip().splitlines()[-1])
+        print(f"{m:14s} {rows[m]['seconds']:9.3f} s  peak RSS {rows[m]['peak_rss_mib']:7.0f} MiB  {rows[m]['note']}", flush=True)
+
+    def ratio(a, b):
+        return f"{rows[a]['seconds'] / rows[b]['seconds']:.1f}×" if a in rows and b in rows else "—"
+
+    print()
+    print(f"W: L={args.L}, N={args.N}, S={args.S}, B={args.B}, float32, matmul precision highest; "
+          f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, jax {jax.__version__}, "
+          f"backend {jax.default_backend()}, python {platform.python_version()}")
+    print()
+    print("| method | time (s) | peak RSS (MiB) | note |")
+    print("|---|---:|---:|---|")
+    for m, r in rows.items():
+        print(f"| {m} | {r['seconds']:.3f} | {r['peak_rss_mib']:.0f} | {r['note']} |")
+    print()
+    print(f"- end-to-end: naive (a) / gradjax = {ratio('naive-end', 'gradjax-end')} (target ≥ 5× on CPU)")
+    print(f"- all layers: naive (b) / gradjax = {ratio('naive-all', 'gradjax-all')} (target ≥ 25×); "
+          f"gradjax / floor = {ratio('gradjax-all', 'floor-all')} (target ≤ 1.3×)")
+    print(f"- gradients: naive (c) / gradjax = {ratio('naive-grad', 'gradjax-grad')} (target ≥ 1× on CPU)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gradjax.config import NetConfig
+from gradjax.empirical import jacobian_spectrum
+from gradjax.nn.stack import init_params, input_shape
+from tests.empirical.reference import reference_jacobians, singular_values, to64
+from tests.empirical.test_gradients import CASES, _ids
+
+RTOL = {"float32": 1e-4, "float64": 1e-10}
+
+
+def _setup(case, dtype, seed=0, depth=3, width=5, batch=4):
+    cfg = NetConfig(depth=depth, width=width, in_dim=4, out_dim=3, sigma_b2=0.2, dtype=dtype, **case)
+    x = jax.random.normal(jax.random.key(200 + seed), input_shape(cfg, batch), cfg.jnp_dtype)
+    return cfg, x
+
+
+def _reference_sv(cfg, seed, x):
+    # Parameters drawn by compiled code, as inside jacobian_spectrum (eager draws can differ in the last bit).
+    params = jax.jit(init_params, static_argnums=0)(cfg, jax.random.key(seed))
+    cfg64, p64 = to64(cfg, params)
+    return np.stack([singular_values(j) for j in reference_jacobians(cfg64, p64, x.astype(jnp.float64))])
+
+
+def _check_sv(got_log10, ref, rtol, method):
+    got = 10.0 ** np.asarray(got_log10, np.float64)  # (n_layers, N)
+    smax = ref.max(axis=-1, keepdims=True)
+    # A backward-stable SVD fixes σ_i to ~ε·σ_max absolutely (Golub & Van Loan, Matrix Computations,
+    # Sec. 8.6.1): relative tolerance rtol, plus 100 ε·σ_max absolute for the tiny ones.
+    eps = np.finfo(np.float32 if rtol > 1e-6 else np.float64).eps
+    if method == "gram":
+        # eigvalsh of G Gᵀ resolves σ² to rtol · σ_max² (absolute), hence σ_i to rtol·σ_max²/σ_i.
+        np.testing.assert_allclose(got**2, ref**2, rtol=rtol, atol=rtol * smax.max() ** 2)
+        return
+    # Singular values below 1e-9 σ_max are zero up to rounding (a norm's projection, h_0 = 0 of rnn).
+    sel = ref > 1e-9 * smax
+    np.testing.assert_allclose(got[sel], ref[sel], rtol=rtol, atol=100 * eps * smax.max())
+    assert np.all(np.nan_to_num(got[~sel], nan=0.0) < 1e-6 * np.broadcast_to(smax, got.shape)[~sel])
+
+
+def _jac_cases():
+    """One case per arch × norm (positions and residual options alternate), each with a method and dtype:
+    svd and gram alternate; every third case also runs in float32."""
+    seen, out = set(), []
+    for c in CASES:
+        if (c["arch"], c["norm"]) in seen:
+            continue
+        seen.add((c["arch"], c["norm"]))
+        i = len(out)
+        out.append(pytest.param(c, ("svd", "gram")[i % 2], ("float64", "float32")[:1 + (i % 3 == 0)], id=_ids(c)))
+    return out
+
+
+@pytest.mark.parametrize("case, method, dtypes", _jac_cases())
+def test_spectra_match_jacrev_and_svd(case, method, dtypes):
+    for dtype in dtypes:
+        cfg, x = _setup(case, dtype, seed=1)
+        got = jacobian_spectrum(cfg, seeds=[2], inputs=x, layers="all", method=method)
+        assert got.shape == (1, cfg.depth, cfg.width)
+        _check_sv(got[0], _reference_sv(cfg, 2, x), RTOL[dtype], method)
+
+
+def test_float32_svd_and_float64_working_precision():
+    cfg, x = _setup(dict(arch="resmlp", norm="layernorm", norm_position="pre", activation="tanh"), "float32", depth=4, width=8)
+    ref = _reference_sv(cfg, 0, x)
+    _check_sv(jacobian_spectrum(cfg, seeds=1, inputs=x, method="svd")[0], ref, RTOL["float32"], "svd")
+    _check_sv(jacobian_spectrum(cfg, seeds=1, inputs=x, method="svd", dtype="float64")[0], ref, RTOL["float64"], "svd")
+
+
+@pytest.mark.parametrize("dtype, sigma_w2, depth", [("float64", 1.5, 6), ("float32", 4.0, 200)])
+def test_linear_orthogonal_singular_values_are_sigma_w_to_the_L_minus_l(dtype, sigma_w2, depth):
+    # Saxe et al. 2013 (arXiv:1312.6120): ∂h_L/∂h_l = W_{l+1}…W_L, a product of scaled orthogonal
+    # matrices, so every singular value is σ_w^(L−l) exactly. At σ_w² = 4, L = 200 this is 2^200 ≈ 1.6e60,
+    # beyond float32 (and the forward pass itself overflows): the log-scale carries it.
+    cfg = NetConfig(depth=depth, width=8, activation="linear", init="orthogonal", sigma_w2=sigma_w2, dtype=dtype)
+    want = (depth - np.arange(depth))[:, None] * 0.5 * math.log10(sigma_w2) * np.ones((1, 8))
+    for method in ("svd", "gram"):
+        got = np.asarray(jacobian_spectrum(cfg, seeds=2, method=method), np.float64)
+        # float32: each of the 200 blocks (a float32 "orthogonal" W is orthogonal to ~1e-6, and the
+        # per-block log-scale update rounds at ~1e-7) adds ≲ 2e-6 to the log10 values: 4e-4 in all.
+        tol = 1e-12 if dtype == "float64" else depth * 2e-6
+        np.testing.assert_allclose(got, np.broadcast_to(want, got.shape), rtol=0, atol=tol)
+
+
+def test_lanczos_top_singular_values_match_svd():
+    cfg = NetConfig(depth=5, width=24, activation="tanh", sigma_w2=1.8, sigma_b2=0.1, dtype="float64")
+    svd = np.asarray(jacobian_spectrum(cfg, seeds=2, layers=[0, 3], method="svd"))
+    lz = np.asarray(jacobian_spectrum(cfg, seeds=2, layers=[0, 3], method="lanczos", k=16))
+    assert lz.shape == (2, 2, 16)
+    # 16 Lanczos steps on a 24 × 24 operator: the top 3 Ritz values are converged to ~machine precision.
+    np.testing.assert_allclose(10 ** lz[..., :3], 10 ** svd[..., :3], rtol=1e-8)
+
+
+def test_layers_selection_chunking_and_errors():
+    cfg = NetConfig(depth=4, width=8, arch="rnn", norm="rmsnorm")
+    full = jacobian_spectrum(cfg, seeds=3)
+    end = jacobian_spectrum(cfg, seeds=3, layers="end")
+    sel = jacobian_spectrum(cfg, seeds=3, layers=[2, 0])
+    assert full.shape == (3, 4, 8) and end.shape == (3, 1, 8) and sel.shape == (3, 2, 8)
+    np.testing.assert_allclose(sel[:, 1], full[:, 0], rtol=1e-6)
+    np.testing.assert_allclose(end[:, 0], full[:, 0], rtol=1e-6)
+    assert bool(jnp.all(jnp.diff(full, axis=-1) <= 0))  # sorted descending
+    np.testing.assert_array_equal(jacobian_spectrum(cfg, seeds=3, max_bytes=1), full)  # chunked == unchunked
+    with pytest.raises(ValueError, match="method must be one of"):
+        jacobian_spectrum(cfg, seeds=1, method="eig")
+    with pytest.raises(ValueError, match="layers must be"):
+        jacobian_spectrum(cfg, seeds=1, layers=[4])
+    with pytest.raises(ValueError, match="batch of at least 2"):
+        jacobian_spectrum(NetConfig(depth=2, width=4, norm="batchnorm"), seeds=1, batch=1)
