@@ -450,3 +450,5 @@ def get(name: str) -> Experiment:
 # ---- the experiments, imported explicitly (each module registers itself at import) ---------------
 # Add one line per experiment module here, in the order `gradjax list` should show them, e.g.
 # from gradjax.experiments import saturation as saturation
+from gradjax.experiments import saturation as saturation
+from gradjax.experiments import phase_diagram as phase_diagram
