@@ -451,3 +451,4 @@ def get(name: str) -> Experiment:
 # Add one line per experiment module here, in the order `gradjax list` should show them, e.g.
 # from gradjax.experiments import saturation as saturation
 from gradjax.experiments import saturation as saturation
+from gradjax.experiments import phase_diagram as phase_diagram
