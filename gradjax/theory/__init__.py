@@ -19,3 +19,6 @@ from gradjax.theory.gradients import batchnorm_rate as batchnorm_rate
 from gradjax.theory.gradients import block_factors as block_factors
 from gradjax.theory.gradients import gradient_profile as gradient_profile
 from gradjax.theory.gradients import gradient_spread as gradient_spread
+from gradjax.theory.spectra import JacobianSpectrum as JacobianSpectrum
+from gradjax.theory.spectra import jacobian_spectrum as jacobian_spectrum
+from gradjax.theory.spectra import jacobian_moments as jacobian_moments
