@@ -63,7 +63,8 @@ class History:
       clipped: (T, S) bool, whether clipping changed the last update's gradient.
       clip_fraction: (T, S) fraction of the updates since the previous row at which clipping fired.
       layer_grad_norms: (T, S, L) log10 ‖∂loss/∂W_l‖ of the block kernels on the evaluation training
-        examples, from ``gradjax.empirical.grad_norms`` (rnn: time step l's share of the shared W).
+        examples, from ``gradjax.empirical.grad_norms`` (rnn: time step l's share of the shared W;
+        −inf at step 1, whose share φ(h_0)ᵀδ_1 is exactly 0 since h_0 = 0).
       hidden_grad_norms: (T, S, L) log10 ‖∂loss/∂h_l‖ from the same engine.
       weight_norms: (T, S, L) Frobenius norm ‖W_l‖ of block l's kernel (linear; rnn: the shared W
         repeated over the L time steps).
