@@ -1,24 +1,30 @@
-"""Theory: mean-field signal propagation, predicted gradient profiles and Jacobian spectra, in pure JAX."""
+"""Theory: mean-field signal propagation, predicted gradient profiles and Jacobian spectra, in pure JAX.
 
+``gaussian`` (Gaussian expectations of activations) → ``meanfield`` (q/c maps, fixed points, χ₁, depth
+scales, critical line, q/c profiles) → ``gradients`` (per-block backward factors, gradient profiles,
+finite-width spread) and ``spectra`` (free-probability Jacobian spectra). Never imports
+``gradjax.empirical``: the two are independent answers to the same questions.
+"""
+
+from gradjax.theory.gradients import DEFAULT_BATCH_SIZE as DEFAULT_BATCH_SIZE
+from gradjax.theory.gradients import batchnorm_rate as batchnorm_rate
+from gradjax.theory.gradients import block_factors as block_factors
+from gradjax.theory.gradients import gradient_profile as gradient_profile
+from gradjax.theory.gradients import gradient_spread as gradient_spread
 from gradjax.theory.meanfield import PHASES as PHASES
 from gradjax.theory.meanfield import c_map as c_map
+from gradjax.theory.meanfield import c_profile as c_profile
 from gradjax.theory.meanfield import c_star as c_star
 from gradjax.theory.meanfield import chi_1 as chi_1
 from gradjax.theory.meanfield import chi_c as chi_c
 from gradjax.theory.meanfield import critical_sigma_w2 as critical_sigma_w2
 from gradjax.theory.meanfield import depth_scale_c as depth_scale_c
 from gradjax.theory.meanfield import depth_scale_q as depth_scale_q
+from gradjax.theory.meanfield import length_recursion as length_recursion
 from gradjax.theory.meanfield import phase as phase
 from gradjax.theory.meanfield import q_map as q_map
-from gradjax.theory.meanfield import q_star as q_star
-from gradjax.theory.meanfield import c_profile as c_profile
-from gradjax.theory.meanfield import length_recursion as length_recursion
 from gradjax.theory.meanfield import q_profile as q_profile
-from gradjax.theory.gradients import DEFAULT_BATCH_SIZE as DEFAULT_BATCH_SIZE
-from gradjax.theory.gradients import batchnorm_rate as batchnorm_rate
-from gradjax.theory.gradients import block_factors as block_factors
-from gradjax.theory.gradients import gradient_profile as gradient_profile
-from gradjax.theory.gradients import gradient_spread as gradient_spread
+from gradjax.theory.meanfield import q_star as q_star
 from gradjax.theory.spectra import JacobianSpectrum as JacobianSpectrum
-from gradjax.theory.spectra import jacobian_spectrum as jacobian_spectrum
 from gradjax.theory.spectra import jacobian_moments as jacobian_moments
+from gradjax.theory.spectra import jacobian_spectrum as jacobian_spectrum

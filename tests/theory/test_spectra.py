@@ -2,7 +2,6 @@
 
 import math
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -116,20 +115,21 @@ def ks_distance(s, eig, floor=1e-11):
 @pytest.mark.parametrize("act,sw,sb", [("tanh", 1.7, 0.05), ("relu", 2.0, 0.0)])
 @pytest.mark.parametrize("init", ["gaussian", "orthogonal"])
 def test_density_matches_direct_products(act, sw, sb, init):
-    # N = 1000, 2 seeds (2000 eigenvalues), L = 2 and 8: KS distance < 0.05.
+    # N = 1000, 1 seed (1000 eigenvalues; eigenvalues repel, so the empirical CDF is far tighter than
+    # for i.i.d. samples), L = 2 and 8: KS distance < 0.05 (measured 0.007–0.024 with 3 seeds).
     q = float(T.q_star(act, sw, sb))
     for L in (2, 8):
         cfg = NetConfig(depth=L, width=1000, activation=act, init=init, sigma_w2=sw, sigma_b2=sb)
-        d = ks_distance(T.jacobian_spectrum(cfg), _simulate(cfg, 1000, 2, q))
+        d = ks_distance(T.jacobian_spectrum(cfg), _simulate(cfg, 1000, 1, q))
         assert d < 0.05, (L, d)
 
 
 @pytest.mark.slow
 def test_ks_distance_falls_with_width_at_depth_32():
-    # tanh, orthogonal (dynamical isometry), L = 32, 1 seed: N = 150, 300, 600.
+    # tanh, orthogonal (dynamical isometry), L = 32, 1 seed: N = 100, 200, 400.
     act, sw, sb = "tanh", 1.7, 0.05
     q = float(T.q_star(act, sw, sb))
     cfg = NetConfig(depth=32, width=8, activation=act, init="orthogonal", sigma_w2=sw, sigma_b2=sb)
     s = T.jacobian_spectrum(cfg)
-    ds = [ks_distance(s, _simulate(cfg, n, 1, q)) for n in (150, 300, 600)]
+    ds = [ks_distance(s, _simulate(cfg, n, 1, q)) for n in (100, 200, 400)]
     assert ds[2] < ds[0] and ds[2] < 0.05, ds
