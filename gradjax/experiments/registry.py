@@ -453,4 +453,5 @@ def get(name: str) -> Experiment:
 from gradjax.experiments import saturation as saturation
 from gradjax.experiments import phase_diagram as phase_diagram
 from gradjax.experiments import jacobian_spectra as jacobian_spectra
+from gradjax.experiments import batchnorm as batchnorm
 from gradjax.experiments import finite_width as finite_width
