@@ -454,4 +454,5 @@ from gradjax.experiments import saturation as saturation
 from gradjax.experiments import phase_diagram as phase_diagram
 from gradjax.experiments import jacobian_spectra as jacobian_spectra
 from gradjax.experiments import batchnorm as batchnorm
+from gradjax.experiments import residual as residual
 from gradjax.experiments import finite_width as finite_width
