@@ -165,7 +165,8 @@ def main(argv=None):
     import jax
 
     rows = {}
-    base = [a for a in (argv if argv is not None else sys.argv[1:]) if not a.startswith("--methods")]
+    base = ["--L", str(args.L), "--N", str(args.N), "--S", str(args.S), "--B", str(args.B), "--repeats", str(args.repeats)]
+    base += [] if args.b_layers is None else ["--b-layers", str(args.b_layers)]
     for m in args.methods.split(","):
         out = subprocess.run([sys.executable, __file__, "--method", m] + base, capture_output=True, text=True,
                              env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))})
