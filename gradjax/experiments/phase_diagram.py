@@ -4,7 +4,8 @@ Theory (mean field, infinite width): χ₁ = σ_w² E[φ′(√q* z)²], the per
 ξ_c = −1/ln χ_c, the depth over which input correlations are forgotten (it diverges on the critical
 line χ₁ = 1); and the critical line σ_w²*(σ_b²) itself. Measured: the per-layer growth rate of the
 gradient, −(slope of log10‖δ_l‖ against l), fitted over the upper half of the network where the
-length q_l has reached q*, for S seeds — theory predicts ½·log10 χ₁ per layer (Schoenholz et al.
+length q_l has reached q*, for S seeds, with the projection loss Σ y·t / B on random targets (the
+mean-field δ setting: its output cotangent does not depend on the network) — theory predicts ½·log10 χ₁ per layer (Schoenholz et al.
 2017, Eq. 12). Each cell of the grid is one σ_b² row; the σ_w² row (theory on a fine axis, the
 measurement on a coarser one) lives inside the cell as an array dimension, the σ_w² values vmapped in
 one compiled program (the weights of seed k are those of ``init_params`` at σ_w² = σ_b² = 1, scaled by
@@ -30,6 +31,7 @@ import gradjax.empirical
 import gradjax.theory
 from gradjax.config import NetConfig
 from gradjax.experiments import figures
+from gradjax.experiments.batchnorm import projection_loss
 from gradjax.experiments.registry import AgreementRow, Experiment, Grid, register
 from gradjax.experiments.sweep import per_device
 from gradjax.empirical.propagate import loss_cotangent
@@ -129,7 +131,7 @@ def _profiles_one(key, sw2, sb2, *, cfg, batch):
         blocks["bias"] = blocks["bias"] * jnp.sqrt(sb2).astype(cfg.jnp_dtype)
         p = {**params, "blocks": blocks}
         fwd = gradjax.empirical.forward_taps(cfg, p, x)
-        _, g_L = loss_cotangent(cfg, p, fwd.hidden[-1], t, gradjax.empirical.loss_fn("mse"))
+        _, g_L = loss_cotangent(cfg, p, fwd.hidden[-1], t, projection_loss)
         return gradjax.empirical.backward_walk(cfg, p, fwd, g_L).log_out  # log10‖δ_l‖, l = 1..L
 
     return jax.vmap(at)(sw2)
@@ -174,6 +176,13 @@ def bytes_per_seed(cell) -> int:
 
 # ---- figure and agreement ------------------------------------------------------------------------
 
+def _resample(values, y, y_fine):
+    """Linear interpolation of (len(y), n) ``values`` along the first axis onto ``y_fine``."""
+    if len(y) == 1:
+        return np.repeat(values, len(y_fine), axis=0)
+    return np.stack([np.interp(y_fine, y, col) for col in values.T], axis=1)
+
+
 def _smooth_map(ax, x, y, z, *, cmap, norm, label):
     mesh = ax.pcolormesh(x, y, z, cmap=cmap, norm=norm, shading="gouraud")
     ax.figure.colorbar(mesh, ax=ax, label=label)
@@ -193,19 +202,24 @@ def plot(results, out_dir):
     fine = results.sigma_w2_fine.values
     meas = results.sigma_w2.values
     chi1 = results.chi1_theory.transpose("sigma_b2", "sigma_w2_fine").values
-    xi = np.clip(results.xi_c_theory.transpose("sigma_b2", "sigma_w2_fine").values, 0.1, _XI_CAP)
+    xi = results.xi_c_theory.transpose("sigma_b2", "sigma_w2_fine").values
     rate_th = 0.5 * np.log10(chi1)
+    # Rows are the cells' σ_b² values; resample across them in quantities that are smooth there
+    # (½ log10 χ₁ and 1/ξ_c = −ln χ_c, which crosses 0 on the critical line) for the drawing only.
+    sb_fine = np.linspace(sb[0], sb[-1], 200)
+    rate_fine = _resample(rate_th, sb, sb_fine)
+    xi_fine = np.clip(1.0 / np.maximum(_resample(1.0 / xi, sb, sb_fine), 1e-12), 0.1, _XI_CAP)
     rate_meas = figures.seed_quantiles(results.rate.transpose("seed", "sigma_b2", "sigma_w2"))[1]
     vmax = float(np.nanmax(np.abs(np.concatenate([rate_th.ravel(), rate_meas.ravel()]))))
     div = TwoSlopeNorm(vcenter=0.0, vmin=-vmax, vmax=vmax)
 
     fig, axes = figures.panels(4, ncols=2, panel_size=(5.0, 3.8))
     ax = axes[0]
-    _smooth_map(ax, fine, sb, rate_th, cmap="RdBu_r", norm=div, label="½ log10 χ₁ (per layer)")
+    _smooth_map(ax, fine, sb_fine, rate_fine, cmap="RdBu_r", norm=div, label="½ log10 χ₁ (per layer)")
     _critical(ax, results)
     ax.set_title("theory: ½ log10 χ₁ (gradient growth per layer)", fontsize="medium")
     ax = axes[1]
-    _smooth_map(ax, fine, sb, xi, cmap="magma", norm=LogNorm(vmin=0.5, vmax=_XI_CAP), label="ξ_c (layers)")
+    _smooth_map(ax, fine, sb_fine, xi_fine, cmap="magma", norm=LogNorm(vmin=0.5, vmax=_XI_CAP), label="ξ_c (layers)")
     _critical(ax, results, color="c")
     ax.set_title("theory: correlation depth scale ξ_c", fontsize="medium")
     ax = axes[2]
