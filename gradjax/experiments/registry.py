@@ -451,6 +451,7 @@ def get(name: str) -> Experiment:
 # Add one line per experiment module here, in the order `gradjax list` should show them, e.g.
 # from gradjax.experiments import saturation as saturation
 from gradjax.experiments import saturation as saturation
+from gradjax.experiments import init_schemes as init_schemes
 from gradjax.experiments import phase_diagram as phase_diagram
 from gradjax.experiments import jacobian_spectra as jacobian_spectra
 from gradjax.experiments import batchnorm as batchnorm
