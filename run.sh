@@ -16,7 +16,7 @@ fi
 cmd="${1:-demo}"
 shift || true
 case "$cmd" in
-    demo) exec "$venv/bin/gradjax" demo "$@" ;;
+    demo) exec "$venv/bin/gradjax" demo --out results/demo "$@" ;;
     test) exec "$venv/bin/python" -m pytest -q "$@" ;;
     *)    exec "$venv/bin/gradjax" "$cmd" "$@" ;;
 esac
