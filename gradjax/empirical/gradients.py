@@ -157,7 +157,7 @@ def fitted_slope(values: jax.Array, *, start: int = 0, stop: int | None = None) 
     l = jnp.arange(v.shape[-1], dtype=v.dtype)
     lc = l - jnp.mean(l)
     vc = v - jnp.mean(v, axis=-1, keepdims=True)
-    return jnp.sum(vc * lc, axis=-1) / jnp.sum(lc * lc)
+    return jnp.matmul(vc, lc) / jnp.dot(lc, lc)  # contracts the layer axis of any (…, L) input
 
 
 def growth_rate(log_norms: jax.Array, *, start: int = 0, stop: int | None = None) -> jax.Array:
