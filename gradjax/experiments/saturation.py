@@ -172,7 +172,7 @@ EXPERIMENT = register(Experiment(
         "slope misses the tolerance."
     ),
     sizes={
-        "tiny": _grid(("sigmoid", "relu"), 2, depth=6, width=16, batch=8),
+        "tiny": _grid(("relu",), 2, depth=4, width=8, batch=4),
         "quick": _grid(_ALL, 16, depth=50, width=128, batch=64),
         "full": _grid(_ALL, 128, depth=50, width=1024, batch=256),
     },

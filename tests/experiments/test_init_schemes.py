@@ -22,7 +22,8 @@ WIDTH, DEPTH, SEEDS, BATCH = 8, 3, 2, 4
 
 def _cell(activation, scheme):
     return Cell("init-schemes", "tiny", {"activation": activation, "init": scheme, "depth": DEPTH},
-                {"width": WIDTH, "batch": BATCH, "depths": [DEPTH], "train_steps": 0, "learning_rate": 0.01},
+                {"width": WIDTH, "batch": BATCH, "depths": [DEPTH], "schemes": list(m.SCHEMES), "train_steps": 0,
+                 "learning_rate": 0.01},
                 "float64")
 
 
