@@ -273,7 +273,10 @@ def measure(cell, keys):
         if cell["train_steps"]:
             tc = gradjax.train.TrainConfig(optimizer="momentum", learning_rate=cell["learning_rate"],
                                            steps=cell["train_steps"], batch_size=64, log_every=cell["train_steps"])
-            params, acc = per_device(_train, keys, cfg=cfg, tc=tc)
+            # Called directly, not through per_device: train() loops in Python over jitted chunks and
+            # returns numpy arrays, so it cannot run inside shard_map; its vmapped programs take the
+            # keys' sharding as they are.
+            params, acc = _train(keys, cfg=cfg, tc=tc)
             params = jax.tree.map(lambda a: jnp.where(jnp.isfinite(a), a, 0.0), params)
             phases.append(("trained",) + _histograms(params, x, y, cfg=canon, layers=layers))
             out["test_accuracy"] = (("seed",), acc, {"what": f"after {cell['train_steps']} updates"})
