@@ -122,7 +122,10 @@ def measure(cell, keys):
     cfg, tc = _config(cell), _train_config(cell)
     data_kw = {"seq_len": cell["seq_len"], "n_train": cell["n_train"]}
     prof = np.asarray(per_device(_init_profile, keys, cfg=cfg, **data_kw))
-    loss, test_loss, gnorm, frac, div_at = per_device(_train, keys, cfg=cfg, tc=tc, **data_kw)
+    # gradjax.train.train is a host loop (one jitted chunk per history row, rows read back to numpy), so
+    # it cannot run inside per_device's shard_map; called directly, its jitted chunks follow the keys'
+    # sharding over the seed mesh, so every device trains its own seeds.
+    loss, test_loss, gnorm, frac, div_at = _train(keys, cfg=cfg, tc=tc, **data_kw)
     step_c = {"step": _row_steps(tc)}
     row = lambda a, what, **attrs: xr.DataArray(np.asarray(a), dims=("seed", "step"), coords=step_c,  # noqa: E731
                                                 attrs={"what": what, **attrs})

@@ -36,7 +36,6 @@ import gradjax.train
 from gradjax.config import NetConfig
 from gradjax.experiments import figures
 from gradjax.experiments.registry import AgreementRow, Experiment, Grid, register
-from gradjax.experiments.sweep import per_device
 
 NAME = "trainability"
 #: Multiple of ξ_c up to which a network trains (Schoenholz et al. 2017, Sec. 5: "6ξ_c").
@@ -100,7 +99,10 @@ def measure(cell, keys):
     tc = _train_config(cell)
     finals, curves, losses = [], [], []
     for s in sw2:  # one compiled training program for the whole row (σ_w² only shapes the initial draw)
-        acc, curve, loss = per_device(_train, keys, cfg=_config(cell, s), tc=tc)
+        # gradjax.train.train is a host loop (one jitted chunk per history row, rows read back to numpy), so
+        # it cannot run inside per_device's shard_map; called directly, its jitted chunks follow the keys'
+        # sharding over the seed mesh, so every device trains its own seeds.
+        acc, curve, loss = _train(keys, cfg=_config(cell, s), tc=tc)
         finals.append(np.asarray(acc))
         curves.append(np.asarray(curve))
         losses.append(np.asarray(loss))

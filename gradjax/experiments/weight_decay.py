@@ -37,7 +37,6 @@ import gradjax.train
 from gradjax.config import NetConfig
 from gradjax.experiments import figures
 from gradjax.experiments.registry import Experiment, Grid, register
-from gradjax.experiments.sweep import per_device
 
 NAME = "weight-decay"
 REGULARIZERS = ("none", "l2", "l1", "decoupled")
@@ -99,7 +98,10 @@ def _row_steps(tc) -> np.ndarray:
 
 def measure(cell, keys):
     cfg, tc = _config(cell), _train_config(cell)
-    acc, loss, wn, gn = per_device(_train, keys, cfg=cfg, tc=tc)
+    # gradjax.train.train is a host loop (one jitted chunk per history row, rows read back to numpy), so
+    # it cannot run inside per_device's shard_map; called directly, its jitted chunks follow the keys'
+    # sharding over the seed mesh, so every device trains its own seeds.
+    acc, loss, wn, gn = _train(keys, cfg=cfg, tc=tc)
     steps = _row_steps(tc)
     layer = np.arange(1, cfg.depth + 1)
     c2 = {"step": steps}

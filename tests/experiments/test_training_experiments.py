@@ -3,7 +3,6 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from gradjax.experiments import clipping, trainability, weight_decay
 from gradjax.train import TrainConfig, adding_problem, make_optimizer
