@@ -21,24 +21,19 @@ from __future__ import annotations
 
 import json
 
-import jax.numpy as jnp
 import numpy as np
 
 import gradjax.empirical
 import gradjax.theory
 from gradjax.config import NetConfig
 from gradjax.experiments import figures
+from gradjax.experiments.phase_diagram import projection_loss
 from gradjax.experiments.registry import AgreementRow, Experiment, Grid, register
 from gradjax.experiments.sweep import per_device
 
 NAME = "batchnorm"
 #: Critical weight variance of each activation without normalization (σ_b² = 0): χ₁ = 1.
 SIGMA_W2 = {"relu": 2.0, "tanh": 1.0, "linear": 1.0}
-
-
-def projection_loss(y, t):
-    """Σ y·t / B: its cotangent at y is t/B, independent of the network (the mean-field δ setting)."""
-    return jnp.sum(y * t) / y.shape[0]
 
 
 def _config(cell) -> NetConfig:

@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import json
 
-import jax.numpy as jnp
 import numpy as np
 
 import gradjax.empirical
 import gradjax.theory
 from gradjax.config import NetConfig
 from gradjax.experiments import figures
-from gradjax.experiments.batchnorm import projection_loss
+from gradjax.experiments.phase_diagram import projection_loss
 from gradjax.experiments.registry import AgreementRow, Experiment, Grid, register
 from gradjax.experiments.sweep import per_device
 
