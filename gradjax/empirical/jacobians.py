@@ -49,6 +49,23 @@ def basis_cotangent(n: int, batch: int, dtype) -> jax.Array:
     return jnp.zeros((n, batch, n), dtype).at[jnp.arange(n), 0, jnp.arange(n)].set(1)
 
 
+def _eigvalsh_lapack_values_only(a: jax.Array) -> jax.Array:
+    # numpy's eigvalsh calls LAPACK syevd with jobz='N' (no eigenvectors); XLA's CPU eigh always
+    # computes them (~2-4x slower for N = 256, measured in benchmarks/RESULTS.md).
+    return jax.pure_callback(
+        lambda m: np.linalg.eigvalsh(np.asarray(m)).astype(m.dtype),
+        jax.ShapeDtypeStruct(a.shape[:-1], a.dtype), a, vmap_method="broadcast_all")
+
+
+def eigvalsh(a: jax.Array) -> jax.Array:
+    """Eigenvalues (ascending) of symmetric ``a`` (…, N, N); values only.
+
+    On CPU a values-only LAPACK call (through ``jax.pure_callback``); elsewhere ``jnp.linalg.eigvalsh``.
+    Jittable and vmappable, not differentiable.
+    """
+    return jax.lax.platform_dependent(a, cpu=_eigvalsh_lapack_values_only, default=jnp.linalg.eigvalsh)
+
+
 def log10_singular_values(g: jax.Array, log_scale: jax.Array, method: str) -> jax.Array:
     """log10 singular values of ``10**log_scale · g`` (g (…, N, N)), sorted descending.
 
@@ -59,7 +76,7 @@ def log10_singular_values(g: jax.Array, log_scale: jax.Array, method: str) -> ja
         sv = jnp.linalg.svd(g, compute_uv=False)
         return jnp.log10(sv) + log_scale[..., None]
     gram = jnp.matmul(g, jnp.swapaxes(g, -1, -2), precision=jax.lax.Precision.HIGHEST)
-    lam = jnp.linalg.eigvalsh(gram)[..., ::-1]
+    lam = eigvalsh(gram)[..., ::-1]
     lam = jnp.where(lam > 0, lam, jnp.zeros_like(lam))
     return 0.5 * jnp.log10(lam) + log_scale[..., None]
 

@@ -91,10 +91,12 @@ The contract, precisely
   chunks, sharded over any number of devices, or interrupted and resumed gives the same numbers.
   The sweep hands ``measure`` its ``keys`` already sharded over the local devices (a 1-D mesh
   ``("seed",)``). A jitted ``vmap`` over ``keys`` follows that sharding by itself; anything else —
-  in particular calls into ``gradjax.empirical``/``gradjax.train``, which loop over seed groups
-  internally — goes through ``gradjax.experiments.sweep.per_device(fn, keys, *args, **static)``
-  (a cached ``jax.shard_map``: each device runs ``fn`` on its own seeds; ``fn`` a module-level
-  function taking the keys first, ``static`` hashable, e.g. the ``NetConfig``). ``theory`` and
+  in particular calls into ``gradjax.empirical``, which loops over seed groups internally — goes
+  through ``gradjax.experiments.sweep.per_device(fn, keys, *args, **static)`` (a cached
+  ``jax.shard_map``: each device runs ``fn`` on its own seeds; ``fn`` a module-level function
+  taking the keys first, ``static`` hashable, e.g. the ``NetConfig``). ``gradjax.train.train``
+  is the exception: it converts its history to host arrays and cannot run inside ``shard_map``, so
+  call it directly with ``keys`` (it runs replicated; results are the same, only not split). ``theory`` and
   ``measure`` write no files, print nothing and change no global JAX configuration (reading
   packaged data such as ``gradjax.train.load_digits()`` is fine).
 * **Cost.** Every distinct ``NetConfig`` (it is a static argument) compiles anew — about 1–5 s on a
@@ -453,10 +455,10 @@ def get(name: str) -> Experiment:
 from gradjax.experiments import saturation as saturation
 from gradjax.experiments import init_schemes as init_schemes
 from gradjax.experiments import phase_diagram as phase_diagram
+from gradjax.experiments import trainability as trainability
 from gradjax.experiments import jacobian_spectra as jacobian_spectra
 from gradjax.experiments import batchnorm as batchnorm
 from gradjax.experiments import residual as residual
-from gradjax.experiments import finite_width as finite_width
-from gradjax.experiments import trainability as trainability
 from gradjax.experiments import clipping as clipping
 from gradjax.experiments import weight_decay as weight_decay
+from gradjax.experiments import finite_width as finite_width
