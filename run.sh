@@ -17,6 +17,6 @@ cmd="${1:-demo}"
 shift || true
 case "$cmd" in
     demo) exec "$venv/bin/gradjax" demo --out results/demo "$@" ;;
-    test) exec "$venv/bin/python" -m pytest -q "$@" ;;
+    test) exec "$venv/bin/python" -m pytest -q -n auto --dist loadfile "$@" ;;
     *)    exec "$venv/bin/gradjax" "$cmd" "$@" ;;
 esac

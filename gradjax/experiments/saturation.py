@@ -125,7 +125,8 @@ def plot(results, out_dir):
     ax_s.set_xlabel(figures.coord_label("layer"))
     ax_s.set_ylabel("fraction of units")
     ax_s.set_title("saturated (|φ′|<1e-2; sigmoid, tanh) / dead (ReLU family)", fontsize="medium")
-    top = np.nanmax([np.nanmax(results["saturated"].values), np.nanmax(results["dead"].values), 0.02])
+    fractions = np.concatenate([results["saturated"].values.ravel(), results["dead"].values.ravel(), [0.02]])
+    top = np.nanmax(fractions)  # one of the two is all-nan when a grid has only one family
     ax_s.set_ylim(-0.02 * top, 1.15 * top)
     figures.style_legend(ax_s, theory=False, loc="upper left")
     p = json.loads(results.attrs["params"])

@@ -181,8 +181,19 @@ def jacobian_spectrum(cfg, q0=None, *, points=DEFAULT_POINTS):
     so networks differing only in depth, σ_w², σ_b² or q0 share one compilation; the function itself
     may also be called under ``jax.jit`` with ``cfg`` static.
 
+    The density solve (edge search, Newton continuation in the complex plane) needs float64: with
+    64-bit JAX disabled it runs inside a scoped ``jax.enable_x64(True)`` and returns float64 arrays
+    (in float32 the continuation loses the physical branch and returns nan).
+
     References: Pennington et al. 2017, arXiv:1711.04735; Pennington et al. 2018, arXiv:1802.09979.
     """
+    if not jax.config.jax_enable_x64:
+        with jax.enable_x64(True):
+            return _jacobian_spectrum(cfg, q0, points)
+    return _jacobian_spectrum(cfg, q0, points)
+
+
+def _jacobian_spectrum(cfg, q0, points):
     sw = _f(cfg.sigma_w2)
     q = q_star(cfg.activation, sw, _f(cfg.sigma_b2), slope=cfg.leaky_slope) if q0 is None else _f(q0)
     q = jnp.where(jnp.isinf(q), _Q_EVAL_INF, q)

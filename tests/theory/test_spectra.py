@@ -133,3 +133,22 @@ def test_ks_distance_falls_with_width_at_depth_32():
     s = T.jacobian_spectrum(cfg)
     ds = [ks_distance(s, _simulate(cfg, n, 1, q)) for n in (100, 200, 400)]
     assert ds[2] < ds[0] and ds[2] < 0.05, ds
+
+
+def test_spectrum_without_x64_matches_float64():
+    """With 64-bit JAX off the density still solves in float64 (scoped), equal to the x64 result."""
+    import jax as _jax
+
+    from gradjax.config import NetConfig as _NetConfig
+    from gradjax.theory import jacobian_spectrum as _spectrum
+
+    cfg = _NetConfig(depth=4, width=8, activation="tanh", sigma_w2=1.2)
+    ref = _spectrum(cfg)
+    _jax.config.update("jax_enable_x64", False)
+    try:
+        got = _spectrum(cfg)
+    finally:
+        _jax.config.update("jax_enable_x64", True)
+    assert np.all(np.isfinite(np.asarray(got.density)))
+    np.testing.assert_allclose(np.asarray(got.density), np.asarray(ref.density), rtol=1e-12)
+    np.testing.assert_allclose(float(got.edge), float(ref.edge), rtol=1e-12)
