@@ -8,9 +8,14 @@ py="${PYTHON:-python3}"
 stamp="$venv/.gradjax-installed"
 want="$(cat pyproject.toml | cksum)"
 if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "run.sh: installing gradjax and its dependencies into $venv (first run only) ..." >&2
     "$py" -m venv "$venv"
-    "$venv/bin/python" -m pip install --quiet --upgrade pip
-    "$venv/bin/python" -m pip install --quiet -e ".[test]"
+    log="$venv/install.log"
+    if ! { "$venv/bin/python" -m pip install --upgrade pip && "$venv/bin/python" -m pip install -e ".[test]"; } > "$log" 2>&1; then
+        tail -n 40 "$log" >&2
+        echo "run.sh: installation failed; the full log is in $log" >&2
+        exit 1
+    fi
     echo "$want" > "$stamp"
 fi
 cmd="${1:-demo}"
