@@ -126,22 +126,22 @@ def q_profile(cfg: NetConfig, seeds=8, inputs=None, *, batch: int = DEFAULT_BATC
     Returns:
       (S, L) q_l for l = 1..L (linear units).
     """
-    check_int("batch", batch)
-    keys = keys_of(seeds)
-    x, ax = per_seed_inputs(cfg, inputs, keys.shape[0])
-    b = batch if x is None else x.shape[1 if ax == 0 else 0]
-    return map_seeds(_stats_one, (("cfg", cfg), ("batch", b), ("what", "q")), keys, (x,), (ax,),
-                     per_seed_bytes=_per_seed_bytes(cfg, b), max_bytes=max_bytes, seed_batch=seed_batch)
+    return _forward_stats(cfg, seeds, inputs, "q", batch=batch, max_bytes=max_bytes, seed_batch=seed_batch)
 
 
 def activation_stats(cfg: NetConfig, seeds=8, inputs=None, *, batch: int = DEFAULT_BATCH, max_bytes: int | None = None,
                      seed_batch: int | None = None) -> ActivationStats:
     """:class:`ActivationStats` across seeds, fields (S, L); arguments as :func:`q_profile`."""
+    return _forward_stats(cfg, seeds, inputs, "stats", batch=batch, max_bytes=max_bytes, seed_batch=seed_batch)
+
+
+def _forward_stats(cfg: NetConfig, seeds, inputs, what: str, *, batch, max_bytes, seed_batch):
+    """One forward pass per seed (chunked over seeds), reduced to ``what`` ("q" or "stats")."""
     check_int("batch", batch)
     keys = keys_of(seeds)
     x, ax = per_seed_inputs(cfg, inputs, keys.shape[0])
     b = batch if x is None else x.shape[1 if ax == 0 else 0]
-    return map_seeds(_stats_one, (("cfg", cfg), ("batch", b), ("what", "stats")), keys, (x,), (ax,),
+    return map_seeds(_stats_one, (("cfg", cfg), ("batch", b), ("what", what)), keys, (x,), (ax,),
                      per_seed_bytes=_per_seed_bytes(cfg, b), max_bytes=max_bytes, seed_batch=seed_batch)
 
 
