@@ -124,11 +124,8 @@ def _effective_q(cfg: NetConfig) -> float:
 def theory(cell):
     cfg = config_of(cell)
     q = _effective_q(cfg)
-    # The density's Newton continuation needs 64-bit arithmetic (in float32 the edge comes out NaN);
-    # the scoped context leaves the global configuration as it was.
-    with jax.enable_x64(True):
-        spec = gradjax.theory.jacobian_spectrum(cfg, q0=q, points=SPECTRUM_POINTS)
-        spec = jax.tree.map(np.asarray, spec)
+    # jacobian_spectrum solves the density in float64 itself (scoped) when 64-bit JAX is off.
+    spec = jax.tree.map(np.asarray, gradjax.theory.jacobian_spectrum(cfg, q0=q, points=SPECTRUM_POINTS))
     # E σ² of ∂h_L/∂h_0 = ∏ f_l along the actual q-trajectory (mean field), not at the one q of the density
     log10_mean = float(np.sum(np.log10(np.asarray(gradjax.theory.block_factors(cfg)[0]))))
     pt = {"dims": ("point",), "coords": {"point": np.arange(SPECTRUM_POINTS)}}
