@@ -4,10 +4,12 @@ Workload W1 (issue 4): tanh MLP, L = 64, N = 512, S = 32, float32 with full-prec
 its CPU variant W1-cpu: L = 32, N = 256, S = 16 (the default here). Each method runs in its own
 subprocess so that its peak resident memory (``ru_maxrss``, which includes the ~0.3–0.5 GB of the
 Python + JAX runtime) is its own. Times are the median of ``--repeats`` warm calls (compilation
-excluded everywhere); gradjax's times include drawing the S networks' parameters, the naive
-loops get them pre-drawn.
+excluded everywhere). Every method's time includes drawing its S networks' parameters (the same
+``init_params`` draw, jitted; the naive loops draw seed by seed inside the loop as a user's loop
+does, the floor gets them pre-drawn). ``--predrawn`` hands the naive loops pre-drawn parameters instead.
 
 Methods:
+  draw          drawing the S networks' parameters alone (part of every gradjax time below).
   gradjax-end   jacobian_spectrum(layers="end", method="gram")   vs (a) naive-end: per seed, jit(jacrev) of
                 h_0 → h_L + jnp.linalg.svd, in a Python loop over seeds.
   gradjax-all   jacobian_spectrum(layers="all", method="gram")   vs (b) naive-all: per seed and layer l,
@@ -33,7 +35,7 @@ import subprocess
 import sys
 import time
 
-METHODS = ("gradjax-end", "naive-end", "gradjax-all", "naive-all", "floor-all", "gradjax-grad", "naive-grad")
+METHODS = ("draw", "gradjax-end", "naive-end", "gradjax-all", "naive-all", "floor-all", "gradjax-grad", "naive-grad")
 
 
 def _setup(args):
@@ -64,14 +66,19 @@ def run_method(args) -> dict:
     from gradjax.empirical import gradient_profile, jacobian_spectrum
     from gradjax.empirical.jacobians import eigvalsh
     from gradjax.empirical.losses import loss_fn
-    from gradjax.nn import ensemble_params
+    from gradjax.nn import ensemble_params, seed_keys
     from gradjax.nn.blocks import block_apply
-    from gradjax.nn.stack import readout, unroll
+    from gradjax.nn.stack import init_params, readout, unroll
 
     cfg = _setup(args)
     m, S, L, N, B = args.method, args.S, args.L, args.N, args.B
     note = ""
-    if m == "gradjax-end":
+    if m == "draw":  # what every other method spends drawing its S networks, timed alone
+        draw_all = jax.jit(jax.vmap(lambda key: init_params(cfg, key)))
+        keys = seed_keys(S)
+        t = _time(lambda: draw_all(keys), args.repeats)
+        note = "drawing the S networks' parameters alone (jit(vmap(init_params)))"
+    elif m == "gradjax-end":
         t = _time(lambda: jacobian_spectrum(cfg, S, layers="end"), args.repeats)
     elif m == "gradjax-all":
         t = _time(lambda: jacobian_spectrum(cfg, S, layers="all"), args.repeats)
@@ -79,7 +86,13 @@ def run_method(args) -> dict:
         t = _time(lambda: gradient_profile(cfg, S, batch=B).hidden, args.repeats)
     else:
         params = ensemble_params(cfg, S)
-        member = lambda k: jax.tree.map(lambda a: a[k], params)  # noqa: E731
+        if args.predrawn:
+            member = lambda k: jax.tree.map(lambda a: a[k], params)  # noqa: E731
+        else:
+            keys = seed_keys(S)
+            draw = jax.jit(lambda key: init_params(cfg, key))
+            member = lambda k: draw(keys[k])  # noqa: E731
+            note = "draws its parameters seed by seed"
         xs1 = jax.random.normal(jax.random.key(1), (S, 1, N))
         blocks = lambda p, h, lo: [h := block_apply(cfg, jax.tree.map(lambda a: a[i], p["blocks"]), h) for i in range(lo, L)][-1]  # noqa: E731
 
@@ -104,11 +117,17 @@ def run_method(args) -> dict:
                     return jnp.linalg.svd(j, compute_uv=False)
 
                 fns[lo] = one
-            t = _time(lambda: [fns[lo](member(k), xs1[k]) for k in range(S) for lo in layers], 1)
+            # Each seed's network is drawn once and serves all its layers: time the draws and the
+            # per-layer work apart, so that only the latter is extrapolated to all L layers.
+            drawn = [member(k) for k in range(S)]
+            t = _time(lambda: [fns[lo](drawn[k], xs1[k]) for k in range(S) for lo in layers], 1)
             if len(layers) < L:
-                note = f"timed {len(layers)} of {L} layers ({layers}), extrapolated ×{L / len(layers):.2f}"
+                note += f"; timed {len(layers)} of {L} layers ({layers}), extrapolated ×{L / len(layers):.2f}"
                 t *= L / len(layers)
+            if not args.predrawn:
+                t += _time(lambda: [member(k) for k in range(S)], args.repeats)
         elif m == "floor-all":
+            note = "parameters pre-drawn"
             # The unavoidable work given W_l and φ'(preact_l): G_{l-1} = (G_l ⊙ φ') W_lᵀ for every seed
             # (one batched matmul per layer), then one batched eigvalsh of all S·L Gram matrices, with
             # the same values-only eigen routine gradjax uses (LAPACK jobz='N' on CPU).
@@ -158,6 +177,7 @@ def main(argv=None):
     p.add_argument("--B", type=int, default=128, help="batch of the gradient profiles (W1: 128)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--b-layers", type=int, default=None, help="time naive-all on this many layers and extrapolate")
+    p.add_argument("--predrawn", action="store_true", help="hand the naive loops pre-drawn parameters")
     p.add_argument("--method", choices=METHODS, default=None, help="run one method (used by the driver)")
     p.add_argument("--methods", default=",".join(METHODS))
     args = p.parse_args(argv)
@@ -169,6 +189,7 @@ def main(argv=None):
     rows = {}
     base = ["--L", str(args.L), "--N", str(args.N), "--S", str(args.S), "--B", str(args.B), "--repeats", str(args.repeats)]
     base += [] if args.b_layers is None else ["--b-layers", str(args.b_layers)]
+    base += ["--predrawn"] if args.predrawn else []
     for m in args.methods.split(","):
         out = subprocess.run([sys.executable, __file__, "--method", m] + base, capture_output=True, text=True,
                              env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))})
@@ -194,6 +215,9 @@ def main(argv=None):
     print(f"- end-to-end: naive (a) / gradjax = {ratio('naive-end', 'gradjax-end')} (target ≥ 5× on CPU)")
     print(f"- all layers: naive (b) / gradjax = {ratio('naive-all', 'gradjax-all')} (target ≥ 25×); "
           f"gradjax / floor = {ratio('gradjax-all', 'floor-all')} (target ≤ 1.3×)")
+    if "draw" in rows and "gradjax-all" in rows and "floor-all" in rows:
+        net = rows["gradjax-all"]["seconds"] - rows["draw"]["seconds"]
+        print(f"- all layers without drawing: gradjax − draw = {net:.3f} s = {net / rows['floor-all']['seconds']:.2f}× floor")
     print(f"- gradients: naive (c) / gradjax = {ratio('naive-grad', 'gradjax-grad')} (target ≥ 1× on CPU)")
 
 

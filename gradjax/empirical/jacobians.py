@@ -22,6 +22,10 @@ References:
 
 from __future__ import annotations
 
+import functools
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -49,18 +53,47 @@ def basis_cotangent(n: int, batch: int, dtype) -> jax.Array:
     return jnp.zeros((n, batch, n), dtype).at[jnp.arange(n), 0, jnp.arange(n)].set(1)
 
 
+# Threads for the host eigen routine: the cores this process may use.
+HOST_EIGEN_WORKERS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+@functools.lru_cache(maxsize=1)
+def _host_eigen_resources():
+    """(thread pool, BLAS thread controller), made on first use."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadPoolExecutor(HOST_EIGEN_WORKERS, thread_name_prefix="gradjax-eigvalsh"), ThreadpoolController()
+
+
+def host_eigvalsh(m: np.ndarray) -> np.ndarray:
+    """Eigenvalues of symmetric ``m`` (…, N, N) on the host: LAPACK ``syevd`` with jobz='N', values only.
+
+    A batch of matrices is split across :data:`HOST_EIGEN_WORKERS` threads, each running LAPACK with
+    one BLAS thread (the tridiagonal reduction of one N ≲ 1000 matrix gains nothing from BLAS
+    threads; separate matrices on separate cores do: ≈ 1.8× on 2 cores for N = 256, measured in
+    benchmarks/RESULTS.md). A single matrix, or one core, is one plain call.
+    """
+    m = np.asarray(m)
+    flat = m.reshape((-1,) + m.shape[-2:])
+    workers = min(HOST_EIGEN_WORKERS, flat.shape[0])
+    if workers <= 1:
+        out = np.linalg.eigvalsh(flat)
+    else:
+        pool, blas = _host_eigen_resources()
+        with blas.limit(limits=1, user_api="blas"):
+            out = np.concatenate(list(pool.map(np.linalg.eigvalsh, np.array_split(flat, workers))))
+    return out.reshape(m.shape[:-1]).astype(m.dtype, copy=False)
+
+
 def _eigvalsh_lapack_values_only(a: jax.Array) -> jax.Array:
-    # numpy's eigvalsh calls LAPACK syevd with jobz='N' (no eigenvectors); XLA's CPU eigh always
-    # computes them (~2-4x slower for N = 256, measured in benchmarks/RESULTS.md).
-    return jax.pure_callback(
-        lambda m: np.linalg.eigvalsh(np.asarray(m)).astype(m.dtype),
-        jax.ShapeDtypeStruct(a.shape[:-1], a.dtype), a, vmap_method="broadcast_all")
+    # XLA's CPU eigh always computes the eigenvectors (~2x slower for N = 256 than values only).
+    return jax.pure_callback(host_eigvalsh, jax.ShapeDtypeStruct(a.shape[:-1], a.dtype), a, vmap_method="broadcast_all")
 
 
 def eigvalsh(a: jax.Array) -> jax.Array:
     """Eigenvalues (ascending) of symmetric ``a`` (…, N, N); values only.
 
-    On CPU a values-only LAPACK call (through ``jax.pure_callback``); elsewhere ``jnp.linalg.eigvalsh``.
+    On CPU :func:`host_eigvalsh` (values-only LAPACK, threaded over the batch, through ``jax.pure_callback``); elsewhere ``jnp.linalg.eigvalsh``.
     Jittable and vmappable, not differentiable.
     """
     return jax.lax.platform_dependent(a, cpu=_eigvalsh_lapack_values_only, default=jnp.linalg.eigvalsh)
