@@ -66,7 +66,7 @@ def run_method(args) -> dict:
     from gradjax.empirical import gradient_profile, jacobian_spectrum
     from gradjax.empirical.jacobians import eigvalsh
     from gradjax.empirical.losses import loss_fn
-    from gradjax.nn import ensemble_params, seed_keys
+    from gradjax.nn import seed_keys
     from gradjax.nn.blocks import block_apply
     from gradjax.nn.stack import init_params, readout, unroll
 
@@ -74,10 +74,10 @@ def run_method(args) -> dict:
     m, S, L, N, B = args.method, args.S, args.L, args.N, args.B
     note = ""
     if m == "draw":  # what every other method spends drawing its S networks, timed alone
-        draw_all = jax.jit(jax.vmap(lambda key: init_params(cfg, key)))
+        draw_all = jax.jit(lambda ks: jax.lax.map(lambda key: init_params(cfg, key), ks))  # seed by seed, as gradjax on CPU
         keys = seed_keys(S)
         t = _time(lambda: draw_all(keys), args.repeats)
-        note = "drawing the S networks' parameters alone (jit(vmap(init_params)))"
+        note = "drawing the S networks' parameters alone (jit(lax.map(init_params)))"
     elif m == "gradjax-end":
         t = _time(lambda: jacobian_spectrum(cfg, S, layers="end"), args.repeats)
     elif m == "gradjax-all":
@@ -85,12 +85,13 @@ def run_method(args) -> dict:
     elif m == "gradjax-grad":
         t = _time(lambda: gradient_profile(cfg, S, batch=B).hidden, args.repeats)
     else:
-        params = ensemble_params(cfg, S)
-        if args.predrawn:
+        keys = seed_keys(S)
+        draw = jax.jit(lambda key: init_params(cfg, key))
+        if args.predrawn or m == "floor-all":
+            # Seed by seed (the same values as one vmapped draw, without its temporaries).
+            params = jax.tree.map(lambda *a: jnp.stack(a), *[draw(keys[k]) for k in range(S)])
             member = lambda k: jax.tree.map(lambda a: a[k], params)  # noqa: E731
         else:
-            keys = seed_keys(S)
-            draw = jax.jit(lambda key: init_params(cfg, key))
             member = lambda k: draw(keys[k])  # noqa: E731
             note = "draws its parameters seed by seed"
         xs1 = jax.random.normal(jax.random.key(1), (S, 1, N))
@@ -120,7 +121,7 @@ def run_method(args) -> dict:
             # Each seed's network is drawn once and serves all its layers: time the draws and the
             # per-layer work apart, so that only the latter is extrapolated to all L layers.
             drawn = [member(k) for k in range(S)]
-            t = _time(lambda: [fns[lo](drawn[k], xs1[k]) for k in range(S) for lo in layers], 1)
+            t = _time(lambda: [fns[lo](drawn[k], xs1[k]) for k in range(S) for lo in layers], args.repeats)
             if len(layers) < L:
                 note += f"; timed {len(layers)} of {L} layers ({layers}), extrapolated ×{L / len(layers):.2f}"
                 t *= L / len(layers)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import warnings
 from typing import Callable
 
 import jax
@@ -123,6 +124,15 @@ def map_seeds(body: Callable, static: tuple, keys: jax.Array, args: tuple, in_ax
         max_bytes = default_max_bytes()
     check_int("max_bytes", max_bytes)
     fit = max(1, max_bytes // max(1, int(per_seed_bytes)))
+    if per_seed_bytes > max_bytes:
+        warnings.warn(
+            f"one seed needs about {format_bytes(per_seed_bytes)}, more than max_bytes={max_bytes} "
+            f"({format_bytes(max_bytes)}): running one seed at a time anyway", UserWarning, stacklevel=3)
+    if fit < vw:  # a vmapped group must fit too: fewer seeds per group (results differ in the last bits)
+        warnings.warn(
+            f"seed_batch={vw} vmapped seeds need about {format_bytes(vw * per_seed_bytes)}, more than "
+            f"max_bytes={max_bytes}: vmapping {fit} at a time instead", UserWarning, stacklevel=3)
+        vw = fit
     # Several groups per chunk where memory allows (fewer dispatches), never fewer than one group.
     chunk = max(vw, (min(fit, n) // vw) * vw)
     n_pad = -(-n // chunk) * chunk
@@ -135,6 +145,15 @@ def map_seeds(body: Callable, static: tuple, keys: jax.Array, args: tuple, in_ax
         outs.append(run(keys[idx], sl))
     out = outs[0] if len(outs) == 1 else jax.tree.map(lambda *o: jnp.concatenate(o, axis=0), *outs)
     return jax.tree.map(lambda o: o[:n], out)
+
+
+def format_bytes(n: float) -> str:
+    """``n`` bytes as B / KiB / MiB / GiB with 3 significant digits."""
+    for unit in ("B", "KiB", "MiB"):
+        if n < 1024:
+            return f"{n:.3g} {unit}"
+        n /= 1024
+    return f"{n:.3g} GiB"
 
 
 def itemsize(cfg: NetConfig) -> int:

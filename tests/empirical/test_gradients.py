@@ -101,7 +101,13 @@ def test_gradient_profile_members_equal_single_networks_and_chunking_is_bitwise(
     n_compiled = _run_chunk._cache_size()
     again = gradient_profile(cfg, seeds=5, batch=8)
     assert _run_chunk._cache_size() == n_compiled  # no recompilation on the second call
-    chunked = gradient_profile(cfg, seeds=5, batch=8, max_bytes=1)  # one seed per chunk
+    with pytest.warns(UserWarning, match="one seed needs about"):
+        chunked = gradient_profile(cfg, seeds=5, batch=8, max_bytes=1)  # one seed per chunk
+    with pytest.warns(UserWarning) as caught:  # the vmapped group shrinks to fit, and says so
+        grouped = gradient_profile(cfg, seeds=5, batch=8, max_bytes=1, seed_batch=2)
+    said = " | ".join(str(w.message) for w in caught)
+    assert "one seed needs about" in said and "seed_batch=2 vmapped seeds need" in said and "vmapping 1 at a time" in said
+    np.testing.assert_allclose(grouped.hidden, prof.hidden, rtol=1e-6)
     for a, b in zip(jax.tree.leaves(prof), jax.tree.leaves(chunked)):
         np.testing.assert_array_equal(a, b)
     for a, b in zip(jax.tree.leaves(prof), jax.tree.leaves(again)):
