@@ -16,5 +16,7 @@ from gradjax.empirical.activations import activation_stats as activation_stats
 from gradjax.empirical.activations import activation_stats_of as activation_stats_of
 from gradjax.empirical.activations import c_profile as c_profile
 from gradjax.empirical.activations import q_profile as q_profile
+from gradjax.empirical.jacobians import SpectralQuadrature as SpectralQuadrature
+from gradjax.empirical.jacobians import jacobian_spectral_density as jacobian_spectral_density
 from gradjax.empirical.jacobians import jacobian_spectrum as jacobian_spectrum
 from gradjax.empirical.jacobians import log10_singular_values as log10_singular_values

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import os
+from typing import NamedTuple
 from concurrent.futures import ThreadPoolExecutor
 
 import jax
@@ -46,6 +47,11 @@ BATCHNORM_DEFAULT_BATCH = 16
 # Lanczos steps by default: 32 Ritz values, of which the top ~10 are converged to float32 precision
 # for the spectra met here (checked against svd in tests/empirical/test_jacobians.py).
 DEFAULT_LANCZOS_K = 32
+
+# Random start vectors per seed and layer for the spectral density: with N = 256 and 4 probes the
+# probe noise of a mean over the spectrum is ≈ 4% of the spread of the averaged function (see
+# jacobian_spectral_density); more seeds average it down further.
+DEFAULT_SLQ_PROBES = 4
 
 
 def basis_cotangent(n: int, batch: int, dtype) -> jax.Array:
@@ -156,18 +162,19 @@ def _gtg(cfg: NetConfig, params: dict, fwd, start: jax.Array, w: jax.Array):
     return u2, s1 + walk.log_in[start] + s2
 
 
-def _lanczos_top(cfg: NetConfig, params: dict, fwd, start: jax.Array, key: jax.Array, k: int) -> jax.Array:
-    """log10 of the top-k singular values of G = ∂h_L/∂h_start (example 0), descending (k,).
+def _lanczos(cfg: NetConfig, params: dict, fwd, start: jax.Array, v0: jax.Array, k: int):
+    """k Lanczos steps on GᵀG (G = ∂h_L/∂h_start, example 0) from the unit vector ``v0`` (N,).
 
-    Lanczos on GᵀG, matrix-free: each product is one tangent sweep (``jax.jvp`` per block) and one
-    cotangent sweep (``jax.vjp`` per block), both log-scaled; the operator is divided by its norm on
-    the start vector so that the recurrence runs in O(1) numbers; full reorthogonalization.
+    Matrix-free: each product is one tangent sweep (``jax.jvp`` per block) and one cotangent sweep
+    (``jax.vjp`` per block), both log-scaled; the operator is divided by its norm on ``v0`` so that
+    the recurrence runs in O(1) numbers; full reorthogonalization. After a breakdown (an invariant
+    subspace found before k steps) the remaining steps are zero and decouple from the first block.
+
+    Returns ``(T, scale)``: the k × k tridiagonal matrix of GᵀG in units of ``10**scale``.
 
     References: Golub & Van Loan, "Matrix Computations", 4th ed., Sec. 10.1 (Lanczos), 10.3.
     """
-    n, dt = cfg.width, cfg.jnp_dtype
-    v0 = jax.random.normal(key, (n,), dt)
-    v0 = v0 / jnp.linalg.norm(v0)
+    n, dt = v0.shape[0], v0.dtype
     _, scale = _gtg(cfg, params, fwd, start, v0)  # operator in units of 10**scale
 
     def matvec(w):
@@ -190,25 +197,56 @@ def _lanczos_top(cfg: NetConfig, params: dict, fwd, start: jax.Array, key: jax.A
 
     init = (jnp.zeros((k, n), dt).at[0].set(v0), jnp.zeros((k,), dt), jnp.zeros((k,), dt))
     (_, alphas, betas), _ = jax.lax.scan(body, init, jnp.arange(k))
-    tri = jnp.diag(alphas) + jnp.diag(betas[:-1], 1) + jnp.diag(betas[:-1], -1)
+    return jnp.diag(alphas) + jnp.diag(betas[:-1], 1) + jnp.diag(betas[:-1], -1), scale
+
+
+def _unit_probe(key: jax.Array, n: int, dtype) -> jax.Array:
+    v = jax.random.normal(key, (n,), dtype)
+    return v / jnp.linalg.norm(v)
+
+
+def _lanczos_top(cfg: NetConfig, params: dict, fwd, start: jax.Array, key: jax.Array, k: int) -> jax.Array:
+    """log10 of the top-k singular values of G = ∂h_L/∂h_start (example 0), descending (k,): Ritz values of GᵀG."""
+    tri, scale = _lanczos(cfg, params, fwd, start, _unit_probe(key, cfg.width, cfg.jnp_dtype), k)
     theta = jnp.linalg.eigvalsh(tri)[::-1]
     theta = jnp.where(theta > 0, theta, jnp.zeros_like(theta))
     return 0.5 * (jnp.log10(theta) + scale)
 
 
-def _spectrum_one(key, x, *, cfg, run_cfg, layers, method, batch, k):
+def _lanczos_quadrature(cfg: NetConfig, params: dict, fwd, start: jax.Array, key: jax.Array, k: int):
+    """Gauss quadrature of the spectral measure of GᵀG seen from one random unit probe v.
+
+    With T = Q Θ Qᵀ the Lanczos matrix from v, Σ_j Q_{0j}² f(θ_j) ≈ vᵀ f(GᵀG) v (exact for
+    polynomials of degree < 2k), whose mean over v uniform on the sphere is tr f(GᵀG) / N.
+    Returns ``(log10 σ_j = ½ log10 θ_j (k,), weights Q_{0j}² (k,))``.
+    """
+    tri, scale = _lanczos(cfg, params, fwd, start, _unit_probe(key, cfg.width, cfg.jnp_dtype), k)
+    theta, q = jnp.linalg.eigh(tri)
+    theta = jnp.where(theta > 0, theta, jnp.zeros_like(theta))
+    return 0.5 * (jnp.log10(theta) + scale), q[0] ** 2
+
+
+def _seed_network(key, x, cfg: NetConfig, run_cfg: NetConfig, batch: int):
+    """One seed's parameters (drawn in ``cfg.dtype``, cast to ``run_cfg``'s) and forward taps."""
     params = init_params(cfg, key)
     if run_cfg.dtype != cfg.dtype:
         params = jax.tree.map(lambda a: a.astype(run_cfg.jnp_dtype), params)
     x = default_inputs(run_cfg, key, batch) if x is None else x.astype(run_cfg.jnp_dtype)
     if run_cfg.norm != "batchnorm":
         x = x[:1]  # examples do not interact: example 0 alone has the same Jacobian
-    fwd = forward_taps(run_cfg, params, x)
-    n, b = run_cfg.width, x.shape[0]
+    return params, forward_taps(run_cfg, params, x)
+
+
+def _starts(layers) -> jax.Array:
+    return jnp.asarray([0] if isinstance(layers, str) else layers)
+
+
+def _spectrum_one(key, x, *, cfg, run_cfg, layers, method, batch, k):
+    params, fwd = _seed_network(key, x, cfg, run_cfg, batch)
+    n, b = run_cfg.width, fwd.h0.shape[0]
     if method == "lanczos":
-        starts = jnp.asarray([0] if isinstance(layers, str) else layers)
         lkey = jax.random.fold_in(data_key(key), 2)
-        return jax.lax.map(lambda st: _lanczos_top(run_cfg, params, fwd, st, lkey, k), starts)
+        return jax.lax.map(lambda st: _lanczos_top(run_cfg, params, fwd, st, lkey, k), _starts(layers))
     cot = basis_cotangent(n, b, run_cfg.jnp_dtype)
     if isinstance(layers, str):  # "end": only ∂h_L/∂h_0
         walk = backward_walk(run_cfg, params, fwd, cot, basis_ndim=1)
@@ -217,6 +255,36 @@ def _spectrum_one(key, x, *, cfg, run_cfg, layers, method, batch, k):
     # Entry l of unit_in is the cotangent at h_l (leaving block l+1 backwards): rows of ∂h_L/∂h_l.
     g = walk.unit_in[jnp.asarray(layers)]
     return log10_singular_values(g, walk.log_in[jnp.asarray(layers)], method)
+
+
+def _quadrature_one(key, x, *, cfg, run_cfg, layers, batch, k, probes):
+    params, fwd = _seed_network(key, x, cfg, run_cfg, batch)
+    pkeys = jax.random.split(jax.random.fold_in(data_key(key), 3), probes)
+
+    def one_layer(st):
+        nodes, w = jax.lax.map(lambda pk: _lanczos_quadrature(run_cfg, params, fwd, st, pk, k), pkeys)
+        return nodes.reshape(-1), w.reshape(-1) / probes
+
+    return jax.lax.map(one_layer, _starts(layers))
+
+
+def _prepare(cfg: NetConfig, seeds, inputs, layers, dtype, batch, k):
+    """Validated ``(layer index, working cfg, keys, inputs, inputs' seed axis, examples per seed)``."""
+    idx = layer_indices(cfg, layers)
+    run_cfg = cfg
+    if dtype is not None:
+        check_choice("dtype", dtype, DTYPES)
+        run_cfg = cfg.with_(dtype=dtype)
+    keys = keys_of(seeds)
+    x, x_axis = per_seed_inputs(cfg, inputs, keys.shape[0])
+    if batch is None:
+        batch = BATCHNORM_DEFAULT_BATCH if cfg.norm == "batchnorm" else 1
+    check_int("batch", batch)
+    if cfg.norm == "batchnorm" and (batch if x is None else x.shape[-2 if cfg.arch != "rnn" else -3]) < 2:
+        raise ValueError("batchnorm needs a batch of at least 2 examples: pass batch >= 2 or inputs with B >= 2")
+    check_int("k", k)
+    b = batch if x is None else (x.shape[1] if x_axis == 0 else x.shape[0])
+    return idx, run_cfg, keys, x, x_axis, b
 
 
 def jacobian_spectrum(cfg: NetConfig, seeds=8, inputs=None, layers="all", method: str = "gram", dtype: str | None = None,
@@ -245,21 +313,7 @@ def jacobian_spectrum(cfg: NetConfig, seeds=8, inputs=None, layers="all", method
       with n_layers = L for "all", 1 for "end", len(layers) for a list.
     """
     check_choice("method", method, METHODS)
-    idx = layer_indices(cfg, layers)
-    run_cfg = cfg
-    if dtype is not None:
-        check_choice("dtype", dtype, DTYPES)
-        run_cfg = cfg.with_(dtype=dtype)
-    keys = keys_of(seeds)
-    n_seeds = keys.shape[0]
-    x, x_axis = per_seed_inputs(cfg, inputs, n_seeds)
-    if batch is None:
-        batch = BATCHNORM_DEFAULT_BATCH if cfg.norm == "batchnorm" else 1
-    check_int("batch", batch)
-    if cfg.norm == "batchnorm" and (batch if x is None else x.shape[-2 if cfg.arch != "rnn" else -3]) < 2:
-        raise ValueError("batchnorm needs a batch of at least 2 examples: pass batch >= 2 or inputs with B >= 2")
-    check_int("k", k)
-    b = batch if x is None else (x.shape[1] if x_axis == 0 else x.shape[0])
+    idx, run_cfg, keys, x, x_axis, b = _prepare(cfg, seeds, inputs, layers, dtype, batch, k)
     b_eff = b if cfg.norm == "batchnorm" else 1
     n, L = cfg.width, cfg.depth
     n_keep = 0 if isinstance(idx, str) else L
@@ -271,3 +325,76 @@ def jacobian_spectrum(cfg: NetConfig, seeds=8, inputs=None, layers="all", method
               ("method", method), ("batch", b), ("k", min(k, n)))
     return map_seeds(_spectrum_one, static, keys, (x,), (x_axis,), per_seed_bytes=per_seed, max_bytes=max_bytes,
                      seed_batch=seed_batch)
+
+
+def _lead(a: jax.Array, ndim: int) -> jax.Array:
+    """``a`` with leading unit axes up to ``ndim`` (explicit broadcasting)."""
+    return a.reshape((1,) * (ndim - a.ndim) + a.shape)
+
+
+class SpectralQuadrature(NamedTuple):
+    """A quadrature of the singular-value distribution of ∂h_L/∂h_l, per seed and layer.
+
+    Attributes:
+      log10_sv: (S, n_layers, P·k) nodes: log10 of Ritz singular values (−inf where θ ≤ 0).
+      weights: (S, n_layers, P·k) ≥ 0, summing to 1 over the last axis: Σ weights · f(10**(2·log10_sv))
+        estimates (1/N) Σ_i f(σ_i²), the mean of f over the N squared singular values.
+    """
+
+    log10_sv: jax.Array
+    weights: jax.Array
+
+    def cdf(self, x) -> jax.Array:
+        """Estimated fraction of singular values with log10 σ ≤ x: (S, n_layers, len(x)) for x (m,)."""
+        x = jnp.atleast_1d(jnp.asarray(x, self.weights.dtype))
+        below = self.log10_sv[..., None, :] <= _lead(x[:, None], self.log10_sv.ndim + 1)
+        return jnp.sum(jnp.where(below, self.weights[..., None, :], 0), axis=-1)
+
+    def density(self, grid, bandwidth: float = 0.05) -> jax.Array:
+        """Density in log10 σ on ``grid`` (m,), the nodes smoothed by a Gaussian of width ``bandwidth``
+        (decades): (S, n_layers, m). Nodes at −inf (unresolved) contribute nothing."""
+        if not bandwidth > 0:
+            raise ValueError(f"bandwidth must be > 0 (decades), got {bandwidth!r}")
+        grid = jnp.asarray(grid, self.weights.dtype)
+        finite = jnp.isfinite(self.log10_sv)
+        z = (_lead(grid[:, None], finite.ndim + 1) - jnp.where(finite, self.log10_sv, 0)[..., None, :]) / bandwidth
+        k = jnp.where(finite[..., None, :], jnp.exp(-0.5 * z**2), 0) / (bandwidth * jnp.sqrt(2 * jnp.pi))
+        return jnp.sum(k * self.weights[..., None, :], axis=-1)
+
+
+def jacobian_spectral_density(cfg: NetConfig, seeds=8, inputs=None, layers="all", *, k: int = DEFAULT_LANCZOS_K,
+                              probes: int = DEFAULT_SLQ_PROBES, dtype: str | None = None, batch: int | None = None,
+                              max_bytes: int | None = None, seed_batch: int | None = None) -> SpectralQuadrature:
+    """Singular-value distribution of ∂h_L/∂h_l by stochastic Lanczos quadrature, matrix-free.
+
+    For widths where the N × N Jacobians of :func:`jacobian_spectrum` do not fit: only Jacobian-vector
+    products (one tangent and one cotangent sweep per Lanczos step, log-scaled) and k × k matrices.
+    Each of ``probes`` random unit vectors v gives a k-node Gauss quadrature of vᵀ f(GᵀG) v; their
+    average estimates the mean of f over the squared singular values (Ubaru, Chen & Saad 2017,
+    "Fast estimation of tr(f(A)) via stochastic Lanczos quadrature", SIAM J. Matrix Anal. Appl. 38(4);
+    Golub & Meurant, "Matrices, Moments and Quadrature with Applications", 2010). The top nodes are
+    the converged top singular values; the estimate of a smooth f's mean has probe noise
+    O(std_σ(f) · √(2 / (N · probes))). The quadrature resolves the distribution where GᵀG has its
+    mass on a linear scale: the lower decades of an ill-conditioned spectrum (deep tanh nets) are
+    lumped into one heavy node near 0, and the CDF there is only known to within that node's weight
+    (measured for a 6-layer tanh net at N = 128, k = 24: CDF within 0.03 at the 75th and 90th
+    percentiles, the bottom quarter unresolved; tests/empirical/test_jacobians.py).
+
+    Args:
+      cfg, seeds, inputs, layers, dtype, batch, max_bytes, seed_batch: as :func:`jacobian_spectrum`.
+      k: Lanczos steps per probe (nodes per probe), at most N.
+      probes: random start vectors per seed and layer (drawn from the seed's data key).
+
+    Returns:
+      :class:`SpectralQuadrature` with arrays (S, n_layers, probes · k).
+    """
+    idx, run_cfg, keys, x, x_axis, b = _prepare(cfg, seeds, inputs, layers, dtype, batch, k)
+    check_int("probes", probes)
+    n, L = cfg.width, cfg.depth
+    kk = min(k, n)
+    per_seed = 2 * itemsize(run_cfg) * (L * n * n + 3 * L * b * n + 4 * kk * n + 2 * kk * kk)
+    static = (("cfg", cfg), ("run_cfg", run_cfg), ("layers", idx if isinstance(idx, str) else tuple(int(i) for i in idx)),
+              ("batch", b), ("k", kk), ("probes", probes))
+    nodes, weights = map_seeds(_quadrature_one, static, keys, (x,), (x_axis,), per_seed_bytes=per_seed,
+                               max_bytes=max_bytes, seed_batch=seed_batch)
+    return SpectralQuadrature(nodes, weights)
