@@ -262,7 +262,8 @@ def _quadrature_one(key, x, *, cfg, run_cfg, layers, batch, k, probes):
     pkeys = jax.random.split(jax.random.fold_in(data_key(key), 3), probes)
 
     def one_layer(st):
-        nodes, w = jax.lax.map(lambda pk: _lanczos_quadrature(run_cfg, params, fwd, st, pk, k), pkeys)
+        # Probes vmapped: each Lanczos step reads the weights once for all of them (matvecs are memory-bound).
+        nodes, w = jax.vmap(lambda pk: _lanczos_quadrature(run_cfg, params, fwd, st, pk, k))(pkeys)
         return nodes.reshape(-1), w.reshape(-1) / probes
 
     return jax.lax.map(one_layer, _starts(layers))
