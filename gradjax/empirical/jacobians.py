@@ -77,18 +77,38 @@ def host_eigvalsh(m: np.ndarray) -> np.ndarray:
     A batch of matrices is split across :data:`HOST_EIGEN_WORKERS` threads, each running LAPACK with
     one BLAS thread (the tridiagonal reduction of one N ≲ 1000 matrix gains nothing from BLAS
     threads; separate matrices on separate cores do: ≈ 1.8× on 2 cores for N = 256, measured in
-    benchmarks/RESULTS.md). A single matrix, or one core, is one plain call.
+    benchmarks/RESULTS.md). A single matrix, or one core, is one plain call. A matrix with
+    non-finite entries, or one whose iteration does not converge, gets nan eigenvalues; the other
+    matrices of the batch are unaffected.
     """
     m = np.asarray(m)
     flat = m.reshape((-1,) + m.shape[-2:])
+    bad = ~np.all(np.isfinite(flat), axis=(-2, -1))
+    if bad.any():  # a diverged seed's matrix: nan eigenvalues for it, the others untouched
+        flat = np.where(bad[:, None, None], np.zeros_like(flat), flat)
     workers = min(HOST_EIGEN_WORKERS, flat.shape[0])
     if workers <= 1:
-        out = np.linalg.eigvalsh(flat)
+        out = _eigvalsh_each(flat)
     else:
         pool, blas = _host_eigen_resources()
         with blas.limit(limits=1, user_api="blas"):
-            out = np.concatenate(list(pool.map(np.linalg.eigvalsh, np.array_split(flat, workers))))
+            out = np.concatenate(list(pool.map(_eigvalsh_each, np.array_split(flat, workers))))
+    out[bad] = np.nan
     return out.reshape(m.shape[:-1]).astype(m.dtype, copy=False)
+
+
+def _eigvalsh_each(a: np.ndarray) -> np.ndarray:
+    """``np.linalg.eigvalsh`` of a batch; a matrix whose iteration fails to converge gets nan, not an error."""
+    try:
+        return np.linalg.eigvalsh(a)
+    except np.linalg.LinAlgError:
+        out = np.empty(a.shape[:-1], a.dtype)
+        for i, one in enumerate(a):
+            try:
+                out[i] = np.linalg.eigvalsh(one)
+            except np.linalg.LinAlgError:
+                out[i] = np.nan
+        return out
 
 
 def _eigvalsh_lapack_values_only(a: jax.Array) -> jax.Array:

@@ -194,3 +194,18 @@ def test_spectral_density_estimates_moments_and_cdf_of_the_exact_spectrum():
         q.density(grid, bandwidth=0)
     with pytest.raises(ValueError, match="probes"):
         jacobian_spectral_density(cfg, 1, probes=0)
+
+
+def test_host_eigvalsh_isolates_a_non_finite_matrix():
+    # A diverged seed's Gram matrix (nan / inf entries) must not abort the batch: its eigenvalues are
+    # nan, every other matrix's are numpy's own (reference: np.linalg.eigvalsh per matrix).
+    from gradjax.empirical.jacobians import host_eigvalsh
+
+    g = np.random.default_rng(3).standard_normal((4, 6, 6)).astype(np.float32)
+    a = g @ np.swapaxes(g, -1, -2)
+    a[1, 2, 3] = np.nan
+    a[3, 0, 0] = np.inf
+    got = host_eigvalsh(a)
+    assert np.all(np.isnan(got[[1, 3]]))
+    for i in (0, 2):
+        np.testing.assert_array_equal(got[i], np.linalg.eigvalsh(a[i]))
