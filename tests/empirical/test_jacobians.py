@@ -133,22 +133,24 @@ def test_host_eigvalsh_threaded_equals_one_lapack_call_per_matrix(shape, dtype):
         np.testing.assert_array_equal(np.asarray(jax.jit(jax.vmap(eigvalsh))(jnp.asarray(a))), ref)
 
 
-def test_spectral_density_full_krylov_nodes_are_the_exact_singular_values():
+@pytest.mark.parametrize("case", [dict(activation="tanh", sigma_w2=1.8), dict(arch="rnn"),
+                                  dict(arch="resmlp", norm="layernorm"), dict(norm="batchnorm", activation="relu")],
+                         ids=["mlp-tanh", "rnn", "resmlp-layernorm", "mlp-batchnorm-relu"])
+def test_spectral_density_full_krylov_nodes_are_the_exact_singular_values(case):
     # k = N Lanczos steps from any start vector span the whole space (generic v): the Gauss
     # quadrature's nodes are then the N eigenvalues of GᵀG themselves. Reference: jacrev + svd
-    # in float64 (tests/empirical/reference.py), per seed and layer.
+    # in float64 (tests/empirical/reference.py), per layer; with batchnorm example 0's block.
     from gradjax.empirical import jacobian_spectral_density
 
-    cfg = NetConfig(depth=4, width=12, in_dim=4, activation="tanh", sigma_w2=1.8, sigma_b2=0.1, dtype="float64")
-    x = jax.random.normal(jax.random.key(5), (1, 4), jnp.float64)
-    q = jacobian_spectral_density(cfg, seeds=[3], inputs=x, layers=[0, 2], k=12, probes=2)
-    assert q.log10_sv.shape == q.weights.shape == (1, 2, 24)
+    cfg, x = _setup(case, "float64", seed=3, depth=4, width=6)
+    q = jacobian_spectral_density(cfg, seeds=[3], inputs=x, layers=[0, 2], k=6, probes=2)
+    assert q.log10_sv.shape == q.weights.shape == (1, 2, 12)
     np.testing.assert_allclose(np.asarray(q.weights.sum(-1)), 1.0, rtol=1e-12)
     assert bool(jnp.all(q.weights >= 0))
     ref = _reference_sv(cfg, 3, x)[[0, 2]]  # (2, N) singular values, descending
     for layer in range(2):
         for probe in range(2):
-            nodes = np.sort(10.0 ** (2 * np.asarray(q.log10_sv[0, layer, probe * 12:(probe + 1) * 12])))[::-1]
+            nodes = np.sort(10.0 ** (2 * np.asarray(q.log10_sv[0, layer, probe * 6:(probe + 1) * 6])))[::-1]
             # Lanczos resolves eigenvalues of GᵀG to ~ε·λ_max (absolute), hence the tolerance.
             np.testing.assert_allclose(nodes, ref[layer] ** 2, rtol=0, atol=1e-10 * ref[layer, 0] ** 2)
 
