@@ -167,7 +167,10 @@ def run_method(args) -> dict:
             t = _time(lambda: [one(member(k), x[k], tg[k]) for k in range(S)], args.repeats)
         else:
             raise ValueError(f"method must be one of {list(METHODS)}, got {m!r}")
-    return {"method": m, "seconds": t, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "note": note}
+    stats = jax.devices()[0].memory_stats() or {}  # accelerators: the device's own peak (CPU: none)
+    peak_dev = stats.get("peak_bytes_in_use")
+    return {"method": m, "seconds": t, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "peak_device_mib": None if peak_dev is None else peak_dev / 2**20, "note": note}
 
 
 def main(argv=None):
@@ -208,10 +211,12 @@ def main(argv=None):
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, jax {jax.__version__}, "
           f"backend {jax.default_backend()}, python {platform.python_version()}")
     print()
-    print("| method | time (s) | peak RSS (MiB) | note |")
-    print("|---|---:|---:|---|")
+    dev = any(r.get("peak_device_mib") is not None for r in rows.values())
+    print("| method | time (s) | peak RSS (MiB) |" + (" peak device memory (MiB) |" if dev else "") + " note |")
+    print("|---|---:|---:|" + ("---:|" if dev else "") + "---|")
     for m, r in rows.items():
-        print(f"| {m} | {r['seconds']:.3f} | {r['peak_rss_mib']:.0f} | {r['note']} |")
+        cell = "" if not dev else f" {r['peak_device_mib']:.0f} |" if r.get("peak_device_mib") is not None else " — |"
+        print(f"| {m} | {r['seconds']:.3f} | {r['peak_rss_mib']:.0f} |{cell} {r['note']} |")
     print()
     print(f"- end-to-end: naive (a) / gradjax = {ratio('naive-end', 'gradjax-end')} (target ≥ 5× on CPU)")
     print(f"- all layers: naive (b) / gradjax = {ratio('naive-all', 'gradjax-all')} (target ≥ 25×); "
