@@ -57,12 +57,12 @@ def main(argv=None):
     from gradjax.config import NetConfig
     from gradjax.empirical import jacobian_spectrum
     from gradjax.empirical._seeds import default_max_bytes
+    from gradjax.empirical._seeds import format_bytes as fmt
     from gradjax.nn import seed_keys
     from gradjax.nn.stack import init_params, input_shape
 
     cfg = NetConfig(depth=args.L, width=args.N, activation="tanh", sigma_w2=1.5, sigma_b2=0.05, dtype="float32")
     S = args.S
-    gib = 1024.0**3
     dev = jax.devices()[0]
     print(f"L={args.L}, N={args.N}, S={S}, float32; device {dev.device_kind} ({jax.default_backend()}), jax {jax.__version__}")
 
@@ -72,22 +72,22 @@ def main(argv=None):
     mem = plain_vmap_jacfwd(cfg).lower(params, x).compile().memory_analysis()
     need = mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes
     print(f"plain vmap(jacfwd): XLA memory analysis (compiled in {time.perf_counter() - t0:.1f} s, not run): "
-          f"arguments {mem.argument_size_in_bytes / gib:.2f} GiB, outputs {mem.output_size_in_bytes / gib:.2f} GiB, "
-          f"temporaries {mem.temp_size_in_bytes / gib:.2f} GiB, total {need / gib:.2f} GiB")
+          f"arguments {fmt(mem.argument_size_in_bytes)}, outputs {fmt(mem.output_size_in_bytes)}, "
+          f"temporaries {fmt(mem.temp_size_in_bytes)}, total {fmt(need)}")
     stats = dev.memory_stats() or {}
     if "bytes_limit" in stats:
-        print(f"device memory limit {stats['bytes_limit'] / gib:.1f} GiB: the plain program "
+        print(f"device memory limit {fmt(stats['bytes_limit'])}: the plain program "
               f"{'does not fit' if need > stats['bytes_limit'] else 'fits'}")
     if args.no_run:
         return
-    print(f"gradjax max_bytes budget per chunk (default): {default_max_bytes() / gib:.2f} GiB")
+    print(f"gradjax max_bytes budget per chunk (default): {fmt(default_max_bytes())}")
     t0 = time.perf_counter()
     out = jax.block_until_ready(jacobian_spectrum(cfg, S, layers="all"))
     dt = time.perf_counter() - t0
     stats = dev.memory_stats() or {}
     peak = stats.get("peak_bytes_in_use")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    where = f"device peak {peak / gib:.2f} GiB" if peak is not None else f"process peak RSS {rss / gib:.2f} GiB"
+    where = f"device peak {fmt(peak)}" if peak is not None else f"process peak RSS {fmt(rss)}"
     finite = float(jax.numpy.isfinite(out).mean())
     print(f"gradjax jacobian_spectrum(layers='all'): output {tuple(out.shape)}, {finite:.3f} finite, "
           f"{dt:.1f} s (incl. compilation), {where}")
