@@ -321,7 +321,7 @@ def jacobian_spectrum(cfg: NetConfig, seeds=8, inputs=None, layers="all", method
       layers: "all" (l = 0..L−1), "end" (∂h_L/∂h_0 only) or a list of l in [0, L).
       method: "gram" (eigvalsh of G Gᵀ, default), "svd" (exact reference) or "lanczos" (matrix-free:
         top-``k`` singular values from Jacobian-vector products only, for widths where N × N
-        matrices do not fit).
+        matrices do not fit; :func:`jacobian_spectral_density` gives the whole distribution that way).
       dtype: working precision, "float32" | "float64" (default: ``cfg.dtype``); parameters are drawn
         in ``cfg.dtype`` and cast.
       batch: examples per seed of the default inputs (default 1, or 16 with batchnorm).
