@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 from typing import NamedTuple
 from concurrent.futures import ThreadPoolExecutor
 
@@ -63,6 +64,9 @@ def basis_cotangent(n: int, batch: int, dtype) -> jax.Array:
 HOST_EIGEN_WORKERS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+_HOST_EIGEN_LOCK = threading.Lock()
+
+
 @functools.lru_cache(maxsize=1)
 def _host_eigen_resources():
     """(thread pool, BLAS thread controller), made on first use."""
@@ -91,7 +95,9 @@ def host_eigvalsh(m: np.ndarray) -> np.ndarray:
         out = _eigvalsh_each(flat)
     else:
         pool, blas = _host_eigen_resources()
-        with blas.limit(limits=1, user_api="blas"):
+        # One batch at a time (each already uses every core): concurrent callbacks (several devices
+        # under shard_map) would otherwise interleave the BLAS limit's set and restore.
+        with _HOST_EIGEN_LOCK, blas.limit(limits=1, user_api="blas"):
             out = np.concatenate(list(pool.map(_eigvalsh_each, np.array_split(flat, workers))))
     out[bad] = np.nan
     return out.reshape(m.shape[:-1]).astype(m.dtype, copy=False)

@@ -211,3 +211,23 @@ def test_host_eigvalsh_isolates_a_non_finite_matrix():
     assert np.all(np.isnan(got[[1, 3]]))
     for i in (0, 2):
         np.testing.assert_array_equal(got[i], np.linalg.eigvalsh(a[i]))
+
+
+def test_host_eigvalsh_concurrent_calls_leave_the_blas_threads_as_they_were():
+    # Several devices' callbacks may call it at once; each limits BLAS to one thread while it runs.
+    # Reference: threadpoolctl's own reading of the BLAS thread counts before and after.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_info
+
+    from gradjax.empirical.jacobians import host_eigvalsh
+
+    before = sorted((d["filepath"], d["num_threads"]) for d in threadpool_info() if d["user_api"] == "blas")
+    g = np.random.default_rng(5).standard_normal((32, 4, 24, 24)).astype(np.float32)
+    a = g @ np.swapaxes(g, -1, -2)
+    with ThreadPoolExecutor(8) as ex:
+        outs = list(ex.map(host_eigvalsh, a))
+    for got, m in zip(outs, a):
+        np.testing.assert_array_equal(got, np.linalg.eigvalsh(m))
+    after = sorted((d["filepath"], d["num_threads"]) for d in threadpool_info() if d["user_api"] == "blas")
+    assert after == before
