@@ -25,8 +25,8 @@ from __future__ import annotations
 import functools
 import os
 import threading
-from typing import NamedTuple
 from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -62,8 +62,6 @@ def basis_cotangent(n: int, batch: int, dtype) -> jax.Array:
 
 # Threads for the host eigen routine: the cores this process may use.
 HOST_EIGEN_WORKERS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 _HOST_EIGEN_LOCK = threading.Lock()
 
 
