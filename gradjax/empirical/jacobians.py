@@ -85,6 +85,7 @@ def host_eigvalsh(m: np.ndarray) -> np.ndarray:
     """
     m = np.asarray(m)
     flat = m.reshape((-1,) + m.shape[-2:])
+    # LAPACK reads one triangle only: a non-finite entry in the other would pass unseen.
     bad = ~np.all(np.isfinite(flat), axis=(-2, -1))
     if bad.any():  # a diverged seed's matrix: nan eigenvalues for it, the others untouched
         flat = np.where(bad[:, None, None], np.zeros_like(flat), flat)
@@ -294,8 +295,10 @@ def _quadrature_one(key, x, *, cfg, run_cfg, layers, batch, k, probes):
 
 
 def _prepare(cfg: NetConfig, seeds, inputs, layers, dtype, batch, k):
-    """Validated ``(layer index, working cfg, keys, inputs, inputs' seed axis, examples per seed)``."""
+    """Validated ``(layers, working cfg, keys, inputs, inputs' seed axis, examples per seed)``; layers
+    as a static (hashable) value: "end" or a tuple of ints."""
     idx = layer_indices(cfg, layers)
+    idx = idx if isinstance(idx, str) else tuple(int(i) for i in idx)
     run_cfg = cfg
     if dtype is not None:
         check_choice("dtype", dtype, DTYPES)
@@ -346,7 +349,7 @@ def jacobian_spectrum(cfg: NetConfig, seeds=8, inputs=None, layers="all", method
     # per-layer matrices, and eigen/svd workspace for the selected layers.
     n_sel = 1 if isinstance(idx, str) else len(idx)
     per_seed = 2 * itemsize(run_cfg) * (L * n * n + 3 * L * b * n + 4 * n * b_eff * n + (n_keep + 3 * n_sel) * n * n)
-    static = (("cfg", cfg), ("run_cfg", run_cfg), ("layers", idx if isinstance(idx, str) else tuple(int(i) for i in idx)),
+    static = (("cfg", cfg), ("run_cfg", run_cfg), ("layers", idx),
               ("method", method), ("batch", b), ("k", min(k, n)))
     return map_seeds(_spectrum_one, static, keys, (x,), (x_axis,), per_seed_bytes=per_seed, max_bytes=max_bytes,
                      seed_batch=seed_batch)
@@ -418,7 +421,7 @@ def jacobian_spectral_density(cfg: NetConfig, seeds=8, inputs=None, layers="all"
     n, L = cfg.width, cfg.depth
     kk = min(k, n)
     per_seed = 2 * itemsize(run_cfg) * (L * n * n + 3 * L * b * n + 4 * kk * n + 2 * kk * kk)
-    static = (("cfg", cfg), ("run_cfg", run_cfg), ("layers", idx if isinstance(idx, str) else tuple(int(i) for i in idx)),
+    static = (("cfg", cfg), ("run_cfg", run_cfg), ("layers", idx),
               ("batch", b), ("k", kk), ("probes", probes))
     nodes, weights = map_seeds(_quadrature_one, static, keys, (x,), (x_axis,), per_seed_bytes=per_seed,
                                max_bytes=max_bytes, seed_batch=seed_batch)
