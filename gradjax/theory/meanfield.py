@@ -43,6 +43,11 @@ _Q_RTOL = 1e-14
 # Below this q the bracket is taken to have collapsed onto q* = 0.
 _Q_FLOOR = 1e-200
 _MAX_BISECT = 600
+# Ulps within which G(q0) = q_map(q0) − q0 counts as 0 (the 320-node rule's sum rounds to ~n·eps;
+# a root within this of q0 is q0 to the solve's own resolution _Q_RTOL).
+_G_ROUND = 64
+# Largest relative change the final Newton step of q_star may make (a converged root moves by ~1e-14).
+_NEWTON_MAX_STEP = 1e-8
 # Newton iterations for c* stop at this change (quadratic convergence; linear near criticality).
 _C_TOL = 1e-14
 _MAX_NEWTON_C = 200
@@ -121,8 +126,12 @@ def _solve_q(activation, sigma_w2, sigma_b2, q0, slope):
     zero = (g_at_0 <= 0) & (_q_map_slope(activation, sigma_w2, 1e-30, slope) <= 1.0) & ~up
     lo, hi, _ = jax.lax.while_loop(bis_cond, bis_body, (lo, jnp.where(zero, 0.0, hi), 0))
     root = jnp.where(hi <= _Q_FLOOR, 0.0, 0.5 * (lo + hi))
-    root = jnp.where(g0 == 0, q0, root)
-    return jnp.where(escaped, jnp.inf, root)
+    # q0 is itself a fixed point when G(q0) vanishes to rounding (e.g. relu at σ_w² = 2, σ_b² = 0,
+    # where every q is fixed): an exact `== 0` test would let one machine's last bit send the solve
+    # to 0 or inf. _G_ROUND ulps of the larger of q0 and q_map(q0) bound the rounding of G.
+    eps = jnp.finfo(g0.dtype).eps
+    fixed0 = jnp.abs(g0) <= _G_ROUND * eps * jnp.maximum(q0, jnp.abs(g0 + q0))
+    return jnp.where(fixed0, q0, jnp.where(escaped, jnp.inf, root))
 
 
 @_jit
@@ -134,7 +143,9 @@ def q_star(activation, sigma_w2, sigma_b2, *, q0=1.0, slope=None):
     the implicit-function derivative dq*/dθ = −∂_θG/∂_qG under autodiff.
 
     Returns:
-      () q* (linear units): 0 where the map collapses (σ_b² = 0, ordered phase), inf where it escapes.
+      () q* (linear units): 0 where the map collapses (σ_b² = 0, ordered phase), inf where it escapes,
+      q0 itself where the map moves q0 by less than its rounding (every q is then a fixed point for
+      any practical depth, e.g. relu at σ_w² = 2, σ_b² = 0).
 
     References: Poole et al. 2016, arXiv:1606.05340, Sec. 2.
     """
@@ -146,7 +157,11 @@ def q_star(activation, sigma_w2, sigma_b2, *, q0=1.0, slope=None):
     gp = _q_map_slope(activation, sw, q_safe, slope) - 1.0
     gp_safe = jnp.where(jnp.abs(gp) > 1e-300, gp, 1.0)
     newton = q_safe - g / gp_safe
-    return jnp.where(ok & (jnp.abs(gp) > 1e-300), newton, q)
+    # The step only polishes a converged root (and carries the implicit derivative); where the map is
+    # the identity to rounding (G′ ≈ 0, e.g. relu at σ_w² = 2, σ_b² = 0) g/G′ is rounding over
+    # rounding and would throw the root anywhere: keep the solve's value there.
+    polish = ok & (jnp.abs(gp) > 1e-300) & (jnp.abs(g) <= _NEWTON_MAX_STEP * jnp.abs(gp_safe) * q_safe)
+    return jnp.where(polish, newton, q)
 
 
 def _q_eval(q):

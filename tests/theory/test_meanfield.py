@@ -273,3 +273,14 @@ def test_c_profile_matches_simulation(kw):
     cfg = NetConfig(**base)
     _, c_mc = _mc_moments(cfg, seeds=3, batch=64, c0=0.6)
     assert_allclose(c_mc, np.asarray(T.c_profile(cfg, c0=0.6)), atol=0.03)
+
+
+@pytest.mark.parametrize("q0", [1.0, 3.0])
+@pytest.mark.parametrize("ulps", [-2, 0, 2])
+def test_relu_critical_every_q_is_fixed(q0, ulps):
+    # relu at σ_w² = 2, σ_b² = 0: q_map(q) = q for every q (closed form σ_w² q/2), so the attractor
+    # reached from q0 is q0 itself. σ_w² a few ulps off 2 is the same map to rounding: a solve that
+    # tests G(q0) == 0 exactly would send it to 0 or inf by one machine's last bit (a q* of 0 made the
+    # relu Jacobian spectrum lose its atom on another machine).
+    sw = 2.0 * (1 + ulps * np.finfo(np.float64).eps)
+    assert_allclose(float(T.q_star("relu", sw, 0.0, q0=q0)), q0, rtol=1e-14)
