@@ -35,6 +35,7 @@ import numpy as np
 from gradjax._validate import check_choice, check_int
 from gradjax.config import DTYPES, NetConfig
 from gradjax.empirical._seeds import data_key, default_inputs, itemsize, keys_of, map_seeds, per_seed_inputs
+from gradjax.empirical.lanczos import gauss_quadrature, lanczos_tridiagonal, unit_probe
 from gradjax.empirical.propagate import apply_block, backward_walk, block_params, forward_taps, normalize
 from gradjax.nn.stack import init_params
 
@@ -192,47 +193,22 @@ def _lanczos(cfg: NetConfig, params: dict, fwd, start: jax.Array, v0: jax.Array,
 
     Matrix-free: each product is one tangent sweep (``jax.jvp`` per block) and one cotangent sweep
     (``jax.vjp`` per block), both log-scaled; the operator is divided by its norm on ``v0`` so that
-    the recurrence runs in O(1) numbers; full reorthogonalization. After a breakdown (an invariant
-    subspace found before k steps) the remaining steps are zero and decouple from the first block.
+    the recurrence (:func:`gradjax.empirical.lanczos.lanczos_tridiagonal`) runs in O(1) numbers.
 
     Returns ``(T, scale)``: the k × k tridiagonal matrix of GᵀG in units of ``10**scale``.
-
-    References: Golub & Van Loan, "Matrix Computations", 4th ed., Sec. 10.1 (Lanczos), 10.3.
     """
-    n, dt = v0.shape[0], v0.dtype
     _, scale = _gtg(cfg, params, fwd, start, v0)  # operator in units of 10**scale
 
     def matvec(w):
         u, s = _gtg(cfg, params, fwd, start, w)
         return u * 10.0 ** (s - scale)
 
-    def body(carry, j):
-        V, alphas, betas = carry
-        v = V[j]
-        w = matvec(v)
-        a = jnp.dot(w, v)
-        mask = (jnp.arange(k) <= j).astype(dt)[:, None]
-        for _ in range(2):  # full reorthogonalization; twice is enough ("twice is enough", Parlett)
-            w = w - (mask * V).T @ ((mask * V) @ w)
-        b = jnp.linalg.norm(w)
-        nxt = jnp.minimum(j + 1, k - 1)
-        ok = (j + 1 < k) & (b > 0)
-        V = V.at[nxt].set(jnp.where(ok, w / jnp.where(b > 0, b, 1.0), V[nxt]))
-        return (V, alphas.at[j].set(a), betas.at[j].set(jnp.where(ok, b, 0.0))), None
-
-    init = (jnp.zeros((k, n), dt).at[0].set(v0), jnp.zeros((k,), dt), jnp.zeros((k,), dt))
-    (_, alphas, betas), _ = jax.lax.scan(body, init, jnp.arange(k))
-    return jnp.diag(alphas) + jnp.diag(betas[:-1], 1) + jnp.diag(betas[:-1], -1), scale
-
-
-def _unit_probe(key: jax.Array, n: int, dtype) -> jax.Array:
-    v = jax.random.normal(key, (n,), dtype)
-    return v / jnp.linalg.norm(v)
+    return lanczos_tridiagonal(matvec, v0, k), scale
 
 
 def _lanczos_top(cfg: NetConfig, params: dict, fwd, start: jax.Array, key: jax.Array, k: int) -> jax.Array:
     """log10 of the top-k singular values of G = ∂h_L/∂h_start (example 0), descending (k,): Ritz values of GᵀG."""
-    tri, scale = _lanczos(cfg, params, fwd, start, _unit_probe(key, cfg.width, cfg.jnp_dtype), k)
+    tri, scale = _lanczos(cfg, params, fwd, start, unit_probe(key, cfg.width, cfg.jnp_dtype), k)
     theta = jnp.linalg.eigvalsh(tri)[::-1]
     theta = jnp.where(theta > 0, theta, jnp.zeros_like(theta))
     return 0.5 * (jnp.log10(theta) + scale)
@@ -245,10 +221,10 @@ def _lanczos_quadrature(cfg: NetConfig, params: dict, fwd, start: jax.Array, key
     polynomials of degree < 2k), whose mean over v uniform on the sphere is tr f(GᵀG) / N.
     Returns ``(log10 σ_j = ½ log10 θ_j (k,), weights Q_{0j}² (k,))``.
     """
-    tri, scale = _lanczos(cfg, params, fwd, start, _unit_probe(key, cfg.width, cfg.jnp_dtype), k)
-    theta, q = jnp.linalg.eigh(tri)
+    tri, scale = _lanczos(cfg, params, fwd, start, unit_probe(key, cfg.width, cfg.jnp_dtype), k)
+    theta, w = gauss_quadrature(tri)
     theta = jnp.where(theta > 0, theta, jnp.zeros_like(theta))
-    return 0.5 * (jnp.log10(theta) + scale), q[0] ** 2
+    return 0.5 * (jnp.log10(theta) + scale), w
 
 
 def _seed_network(key, x, cfg: NetConfig, run_cfg: NetConfig, batch: int):
