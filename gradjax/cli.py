@@ -23,6 +23,7 @@ DEFAULT_OUT = "results"
 EXIT_FAILED_CELLS = 1  # the run finished, but some cells raised (recorded as *.failed.json)
 EXIT_USAGE = 2  # bad input: unknown experiment, bad numbers, unwritable folder, unusable files
 EXIT_INTERRUPTED = 130  # Ctrl-C, the shell convention 128 + SIGINT
+EXIT_HOST_FAILED = 3  # multi-host run: another host failed (its host, cell and error are printed)
 _CACHE_ENV = "GRADJAX_CACHE_DIR"  # where compiled XLA programs are kept between runs; "off" disables
 
 
@@ -142,17 +143,15 @@ def _run_one(args, name: str, size: str, *, plot: bool = True) -> int:
     args.seeds_resolved = args.seeds if args.seeds is not None else exp.sizes[size].seeds
     report = run_sweep(exp, size, seeds=args.seeds, root=args.out, dtype=args.dtype, quiet=args.quiet,
                        overwrite=getattr(args, "overwrite", False),
-                       seeds_per_call=getattr(args, "seeds_per_call", None), command=_command_line(args))
+                       seeds_per_call=getattr(args, "seeds_per_call", None), command=_command_line(args),
+                       host_timeout_s=getattr(args, "host_timeout", None))
     _info(args, f"{name} [{size}]: {len(report.assigned)} cells — {len(report.computed)} computed, "
                 f"{len(report.skipped)} already done, {len(report.failed)} failed — {report.wall_time_s:.1f} s "
                 f"→ {report.folder}")
     for cell_id, line in report.failed.items():
         print(f"gradjax: cell {cell_id} of {name} failed: {line} "
               f"(details: {io.failed_path(args.out, size, name, cell_id)})", file=sys.stderr)
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
-        multihost_utils.sync_global_devices(f"gradjax-run-{name}-{size}")  # every host's cells are written
+    # run_sweep returned on every host only once every host's cells are written (or it raised)
     if plot and jax.process_index() == 0:
         try:
             results = io.load_results(report.folder)
@@ -271,6 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--distributed", action="store_true",
                    help="call jax.distributed.initialize() first (multi-host: SLURM, TPU pod); "
                         "hosts split the cells and write into one --out folder")
+    p.add_argument("--host-timeout", type=_positive_int, default=None, metavar="SECONDS",
+                   help="multi-host: stop with an error if the other hosts are not done this long after this "
+                        "one (default: no limit; a host that raises always stops the others)")
     p.set_defaults(fn=_run)
 
     p = sub.add_parser("plot", help="redraw an experiment's figures from stored results",
@@ -306,6 +308,13 @@ def main(argv=None) -> int:
     except UsageError as e:
         _err(str(e))
         return EXIT_USAGE
+    except RuntimeError as e:
+        from gradjax.experiments.hosts import HostFailedError  # imported late: the cli starts without jax
+
+        if debug or not isinstance(e, HostFailedError):
+            raise
+        _err(str(e))
+        return EXIT_HOST_FAILED
     except KeyboardInterrupt:
         print("gradjax: interrupted; finished cells are saved, rerun the same command to resume", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -29,7 +29,9 @@ Files found in the way are never silently used:
 
 Several hosts (started with ``jax.distributed.initialize()``) split the cells round-robin by
 ``jax.process_index()`` and write into one shared results folder; each host shards its seeds over
-its own local devices.
+its own local devices. A sweep returns only when every host is done, and a host that raises makes
+every other host raise ``HostFailedError`` naming it and its cell, instead of waiting forever
+(:mod:`gradjax.experiments.hosts`).
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ import xarray as xr
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from gradjax import io
-from gradjax.experiments import registry
+from gradjax.experiments import hosts, registry
 from gradjax.experiments.registry import Cell, Experiment
 from gradjax.nn import seed_keys
 
@@ -341,7 +343,8 @@ def check_writable(folder) -> Path:
 def run_sweep(experiment, size: str = "full", *, seeds: int | None = None, root=io.DEFAULT_ROOT,
               dtype: str = "float32", devices=None, seeds_per_call: int | None = None,
               overwrite: bool = False, quiet: bool = False, command: str | None = None,
-              process_index: int | None = None, process_count: int | None = None) -> SweepReport:
+              process_index: int | None = None, process_count: int | None = None,
+              host_timeout_s: float | None = None) -> SweepReport:
     """Runs (or resumes) every cell of ``experiment`` at ``size`` assigned to this process.
 
     Args:
@@ -357,6 +360,8 @@ def run_sweep(experiment, size: str = "full", *, seeds: int | None = None, root=
       command: the command line recorded in the provenance (default: ``sys.argv``).
       process_index, process_count: this process's share of the cells (default: from
         ``jax.process_index()`` / ``jax.process_count()``).
+      host_timeout_s: with several hosts, the longest wait at the end for the others to finish
+        (default: no limit; see :mod:`gradjax.experiments.hosts`).
 
     Returns:
       A :class:`SweepReport`. Cells that raised are in ``report.failed`` (and on disk as
@@ -366,8 +371,8 @@ def run_sweep(experiment, size: str = "full", *, seeds: int | None = None, root=
       ValueError: unknown experiment/size/dtype, bad seed count.
       PermissionError: the results folder is not writable.
       ForeignResultError: a file in the way belongs to another run (see module docstring).
+      HostFailedError: another host of a multi-host run failed (it names the host, cell and error).
     """
-    from tqdm.auto import tqdm
 
     exp = registry.get(experiment) if isinstance(experiment, str) else experiment
     if not isinstance(exp, Experiment):
@@ -385,7 +390,23 @@ def run_sweep(experiment, size: str = "full", *, seeds: int | None = None, root=
     seed_list = list(range(int(n_seeds)))
     pi = jax.process_index() if process_index is None else process_index
     pc = jax.process_count() if process_count is None else process_count
-    mine = list(cells[pi::pc])
+    sync = hosts.HostSync(hosts.distributed_store(), f"{exp.name}/{size}", pi, pc, timeout_s=host_timeout_s)
+    try:
+        report = _sweep_this_host(exp, size, cells, list(cells[pi::pc]), seed_list, sync, root=root, dtype=dtype,
+                                  devices=devices, seeds_per_call=seeds_per_call, overwrite=overwrite,
+                                  quiet=quiet, command=command, is_first_host=pi == 0)
+    except BaseException as e:  # tell the other hosts before leaving, so that none waits forever
+        sync.fail(e)
+        raise
+    sync.finish(report.failed)
+    return report
+
+
+def _sweep_this_host(exp, size, cells, mine, seed_list, sync, *, root, dtype, devices, seeds_per_call, overwrite,
+                     quiet, command, is_first_host) -> SweepReport:
+    """The cells ``mine`` of this host: classify the files in the way, then compute what is missing."""
+    from tqdm.auto import tqdm
+
     devices = list(devices) if devices is not None else jax.local_devices()
     command = command if command is not None else " ".join(sys.argv)
     folder = io.experiment_dir(root, size, exp.name)
@@ -418,7 +439,7 @@ def run_sweep(experiment, size: str = "full", *, seeds: int | None = None, root=
         todo.append((cell, path, fp))
     known = {c.id for c in cells}
     stale = [p.name for p in io.cell_files(io.cells_dir(root, size, exp.name)) if p.stem not in known]
-    if stale and pi == 0:
+    if stale and is_first_host:
         warnings.warn(f"{folder / 'cells'} holds {len(stale)} file(s) that are not cells of the current grid "
                       f"(e.g. {stale[0]}); load_results merges them too — move them away if the grid changed",
                       StaleResultWarning, stacklevel=2)
@@ -432,6 +453,7 @@ def run_sweep(experiment, size: str = "full", *, seeds: int | None = None, root=
                disable=quiet, file=sys.stderr, dynamic_ncols=True)
     try:
         for cell, path, fp in todo:
+            sync.start_cell(cell.id)
             bar.set_postfix_str(cell.id, refresh=True)
             started, t0 = io.utc_now(), time.perf_counter()
             failed_marker = io.failed_path(root, size, exp.name, cell.id)
