@@ -1,18 +1,21 @@
 """Gaussian expectations of activations: E[f(√q z)] and E[f(u₁) g(u₂)] for correlated pairs.
 
 Every mean-field quantity in gradjax is one of a handful of Gaussian integrals of the activation
-φ and its derivative φ′. They are computed here by a fixed composite Gauss–Legendre rule on the
-standard-normal variable (jittable, vmappable, differentiable in q and c), and replaced by closed
-forms where those exist (linear; relu / leaky_relu / prelu through the arc-cosine kernel; erf
-through the arcsine kernel).
+φ and its derivative φ′. Each activation has one record in :data:`MOMENTS` holding its closed forms
+(second moment, mean, derivative moments, pair moment, derivative pair moment; linear; relu /
+leaky_relu / prelu through the arc-cosine kernel; erf through the arcsine kernel; hard_tanh through
+the normal CDF) and its kinks; where a record has no closed form the integral is computed by a fixed
+composite Gauss–Legendre rule on the standard-normal variable (jittable, vmappable, differentiable
+in q and c).
 
 Quadrature. z ~ N(0, 1) is integrated over [−R, R] cut into panels of equal width with Gauss–Legendre
-nodes in each panel, weighted by the normal density. Panels meet at 0, so activations with a kink
-at the origin (elu, selu) are integrated piecewise-smoothly. The truncation error is the normal tail
-beyond R (e^{-R²/2}). Measured accuracy (tests/theory/test_gaussian.py, against scipy quad):
-E[tanh(√q z)²] to ~1e-12 relative for q ≤ 4 and ~1e-9 for q = 30 with the 1-D rule; the 2-D rule is
-coarser (≲1e-8 for q ≤ 4). Activations with kinks away from 0 (hard_tanh at ±1/√q) converge only
-algebraically (~1e-5).
+nodes in each panel, weighted by the normal density. Panels meet at 0, so the activations integrated
+numerically whose kinks sit at the origin (elu, selu) are integrated piecewise-smoothly; no rule
+straddles a kink: the relu family is in closed form, and hard_tanh, whose kinks ±1/√q move with q,
+uses closed forms and, for pairs, a rule split at the moving kinks. The truncation error is the
+normal tail beyond R (e^{-R²/2}). Measured accuracy (tests/theory/test_gaussian.py, against scipy
+quad): E[tanh(√q z)²] to ~1e-12 relative for q ≤ 4 and ~1e-9 for q = 30 with the 1-D rule; the 2-D
+rule is coarser (≲1e-8 for q ≤ 4); hard_tanh to ≲1e-12 (tests/theory/test_hard_tanh.py).
 
 For a pair, u₁ = √q₁ z₁ and u₂ = √q₂ (c z₁ + √(1−c²) z₂) with z₁, z₂ independent standard normals,
 so E[u₁²] = q₁, E[u₂²] = q₂ and corr(u₁, u₂) = c.
@@ -26,14 +29,16 @@ References:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradjax.nn.activations import DEFAULT_LEAKY_SLOPE, DEFAULT_PRELU_SLOPE, SLOPED, resolve_activation
+from gradjax.nn.activations import DEFAULT_LEAKY_SLOPE, DEFAULT_PRELU_SLOPE, resolve_activation
 
 # 1-D rule: panels of width 0.5 on [−10, 10] (tail mass beyond 10 is ~1.5e-23), 8 Gauss–Legendre
 # nodes each: 320 nodes. Accuracy checked in tests/theory/test_gaussian.py.
@@ -49,8 +54,14 @@ _R_2D, _PANEL_2D, _NODES_2D = 8.0, 1.0, 8
 # evaluate inside fixed-point solves.
 _HERMITE_ORDER = 160
 
-#: Activations with closed-form kernels (everything else is integrated numerically).
-CLOSED_FORM = ("linear", "relu", "leaky_relu", "prelu", "erf")
+# Rule split at moving kinks (hard_tanh pair moments): every segment between breakpoints is cut at
+# these fractions, graded geometrically towards both ends (down to 1e-4 of the segment) so that the
+# boundary layer of width ~√(1−c²) the conditional mean has near c = ±1 is resolved; 8 Gauss–Legendre
+# nodes per sub-panel. Accuracy (1e-11 against scipy quad split at the kinks) checked in
+# tests/theory/test_hard_tanh.py.
+_HALF_GRADING = (0.0, 1e-4, 1e-3, 5e-3, 0.02, 0.05, 0.1, 0.18, 0.27, 0.38)
+_GRADING = np.concatenate([_HALF_GRADING, [0.5], 1.0 - np.asarray(_HALF_GRADING)[::-1]])
+_NODES_KINKED = 8
 
 
 @functools.lru_cache(maxsize=None)
@@ -172,12 +183,14 @@ def mehler_pair(f, g, q1, q2, c, order: int = _HERMITE_ORDER):
     return mehler_series(f, g, q1, q2, order)(c)
 
 
-# ---- activation moments (closed form where available) ------------------------------------------
+# ---- activation moments: one table of closed forms per activation -----------------------------
 
-def _slope(activation, slope):
-    if slope is not None:
-        return float(slope)
-    return DEFAULT_LEAKY_SLOPE if activation == "leaky_relu" else DEFAULT_PRELU_SLOPE
+def _ndtr(x):
+    return jax.scipy.special.ndtr(x)
+
+
+def _normal_pdf(x):
+    return jnp.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
 
 
 def _arccos_kernels(c):
@@ -191,27 +204,213 @@ def _arccos_kernels(c):
     return (_safe_sqrt(1.0 - c * c) + (jnp.pi - theta) * c) / (2 * jnp.pi), (jnp.pi - theta) / (2 * jnp.pi)
 
 
+# Piecewise-linear φ(x) = a x + (1 − a) relu(x) (relu: a = 0; leaky_relu / prelu: a = the slope).
+def _pl_second(q, a):
+    return (1 + a * a) * q / 2
+
+
+def _pl_mean(q, a):
+    return (1 - a) * jnp.sqrt(q / (2 * jnp.pi))
+
+
+def _pl_derivative(q, power, a):
+    return (1 + a**power) / 2 + 0.0 * q
+
+
+def _pl_pair(q1, q2, c, a):
+    # E[u₁ relu(u₂)] = √(q₁q₂) c/2, so E[φ(u₁)φ(u₂)] = √(q₁q₂)[a c + (1−a)² κ₁(c)].
+    return jnp.sqrt(q1 * q2) * (a * c + (1 - a) ** 2 * _arccos_kernels(c)[0])
+
+
+def _pl_derivative_pair(q1, q2, c, a):
+    return a + (1 - a) ** 2 * _arccos_kernels(c)[1] + 0.0 * q1 * q2
+
+
+def _relu_form(fn):
+    """The piecewise-linear form at slope 0 (relu ignores ``slope``)."""
+    return lambda *args: fn(*args[:-1], 0.0)
+
+
+def _erf_derivative(q, power, a):
+    # φ′ = (2/√π) e^{−x²}: E[φ′^p] = (2/√π)^p E[e^{−p q z²}] = (2/√π)^p / √(1 + 2pq).
+    return (2 / math.sqrt(math.pi)) ** power / jnp.sqrt(1 + 2 * power * q)
+
+
+def _hard_tanh_second(q, a):
+    # E[clip(√q z)²] = q E[z² 1{|z|<k}] + P(|z|>k), k = 1/√q: q(erf(k/√2) − 2kφ_N(k)) + erfc(k/√2).
+    s = _safe_sqrt(q)
+    k = 1.0 / s
+    return q * jax.scipy.special.erf(k / math.sqrt(2)) - 2 * s * _normal_pdf(k) + jax.scipy.special.erfc(k / math.sqrt(2))
+
+
+def _hard_tanh_derivative(q, power, a):
+    # φ′ = 1{|x| < 1}, so every power has the same mean P(|√q z| < 1) = erf(1/√(2q)).
+    return jax.scipy.special.erf(1.0 / (math.sqrt(2) * _safe_sqrt(q)))
+
+
+def _graded_rule(breaks):
+    """Normal-weighted Gauss–Legendre nodes on [breaks[0], breaks[-1]], every segment between
+    consecutive breakpoints cut into sub-panels graded towards both ends (_GRADING).
+
+    Args:
+      breaks: (k,) sorted breakpoints (may be traced; equal neighbours give empty segments).
+    Returns:
+      ``(z, w)``: (n,) each, Σ w f(z) ≈ ∫ f(z) φ_N(z) dz over the range.
+    """
+    x, wx = np.polynomial.legendre.leggauss(_NODES_KINKED)
+    g = jnp.asarray(_GRADING, breaks.dtype)
+    lo, hi = breaks[:-1], breaks[1:]
+    edges = lo[:, None] + (hi - lo)[:, None] * g[None, :]  # (k−1, m+1)
+    a, b = edges[:, :-1].ravel(), edges[:, 1:].ravel()
+    z = (a[:, None] + (b - a)[:, None] * (jnp.asarray(x, breaks.dtype)[None, :] + 1) / 2).ravel()
+    w = ((b - a)[:, None] / 2 * jnp.asarray(wx, breaks.dtype)[None, :]).ravel() * _normal_pdf(z)
+    return z, w
+
+
+def _hard_tanh_pair_moments(q1, q2, c):
+    """(E[φ(u₁)φ(u₂)], E[φ′(u₁)φ′(u₂)]) for φ = hard_tanh, by a 1-D rule split at the kinks.
+
+    Given z₁, u₂ ~ N(μ, σ²) with μ = √q₂ c z₁, σ² = q₂(1 − c²), so E[clip(u₂) | z₁] and P(|u₂| < 1 | z₁)
+    are closed forms in Φ, φ_N. What is left is a 1-D integral over z₁ of a function that is smooth
+    between the kinks of φ(√q₁ z₁) at ±1/√q₁ and the points ±1/(|c|√q₂) where the conditional mean
+    crosses the kinks of φ (a kink itself as c → ±1): the rule is split at all four, graded towards them.
+    """
+    s1, s2 = _safe_sqrt(q1), _safe_sqrt(q2)
+    k1 = 1.0 / jnp.maximum(s1, 1.0 / _R_1D)
+    kc = 1.0 / jnp.maximum(jnp.abs(c) * s2, 1.0 / _R_1D)
+    r = jnp.full_like(k1, _R_1D)
+    z, w = _graded_rule(jnp.sort(jnp.stack([-r, -k1, k1, -kc, kc, r])))
+    mu = s2 * c * z
+    sig = _safe_sqrt(q2 * (1.0 - c * c))
+    lo, hi = (-1.0 - mu) / sig, (1.0 - mu) / sig
+    p_in = _ndtr(hi) - _ndtr(lo)
+    # E[clip(Y)] = −P(Y < −1) + P(Y > 1) + E[Y 1{|Y| < 1}],  E[Y 1{|Y|<1}] = μ p_in − σ(φ_N(hi) − φ_N(lo)).
+    m = _ndtr(-hi) - _ndtr(lo) + mu * p_in - sig * (_normal_pdf(hi) - _normal_pdf(lo))
+    u1 = s1 * z
+    return jnp.sum(w * jnp.clip(u1, -1.0, 1.0) * m), jnp.sum(w * (jnp.abs(u1) < 1.0) * p_in)
+
+
+@jax.custom_jvp
+def _hard_tanh_pair(q1, q2, c):
+    """E[φ(u₁)φ(u₂)] for hard_tanh, with ∂/∂c by Price's theorem: √(q₁q₂) E[φ′(u₁)φ′(u₂)] (exact also
+    at c = ±1, where the conditional variance q₂(1 − c²) vanishes and its derivative does not exist)."""
+    return _hard_tanh_pair_moments(q1, q2, c)[0]
+
+
+@_hard_tanh_pair.defjvp
+def _hard_tanh_pair_jvp(primals, tangents):
+    q1, q2, c = primals
+    t1, t2, tc = tangents
+    value, dq = jax.jvp(lambda a, b: _hard_tanh_pair_moments(a, b, c)[0], (q1, q2), (t1, t2))
+    price = jnp.sqrt(q1 * q2) * _hard_tanh_pair_moments(q1, q2, c)[1]
+    return value, dq + price * tc
+
+
+@dataclasses.dataclass(frozen=True)
+class ClosedForms:
+    """The closed forms of one activation's Gaussian moments; None where there is none (quadrature).
+
+    Every form takes the activation's slope as its last argument (ignored by activations without one).
+
+    Attributes:
+      second: (q, a) ↦ E[φ(√q z)²].
+      mean: (q, a) ↦ E[φ(√q z)].
+      derivative: (q, power, a) ↦ E[φ′(√q z)^power].
+      pair: (q₁, q₂, c, a) ↦ E[φ(u₁)φ(u₂)].
+      derivative_pair: (q₁, q₂, c, a) ↦ E[φ′(u₁)φ′(u₂)].
+      kinks: the points x where φ or φ′ is not smooth (fixed in x; numerical rules split there).
+    """
+
+    second: Callable | None = None
+    mean: Callable | None = None
+    derivative: Callable | None = None
+    pair: Callable | None = None
+    derivative_pair: Callable | None = None
+    kinks: tuple[float, ...] = ()
+
+
+def _zero_mean(q, a):
+    return 0.0 * q
+
+
+_PIECEWISE_LINEAR = ClosedForms(second=_pl_second, mean=_pl_mean, derivative=_pl_derivative, pair=_pl_pair,
+                                derivative_pair=_pl_derivative_pair, kinks=(0.0,))
+
+#: Closed forms per registry activation (every name of ``gradjax.nn.ACTIVATIONS`` has an entry).
+MOMENTS: dict[str, ClosedForms] = {
+    "linear": ClosedForms(
+        second=lambda q, a: q + 0.0, mean=_zero_mean, derivative=lambda q, p, a: jnp.ones_like(q),
+        pair=lambda q1, q2, c, a: jnp.sqrt(q1 * q2) * c,
+        derivative_pair=lambda q1, q2, c, a: jnp.ones_like(c * q1 * q2)),
+    "relu": ClosedForms(second=_relu_form(_pl_second), mean=_relu_form(_pl_mean),
+                        derivative=_relu_form(_pl_derivative), pair=_relu_form(_pl_pair),
+                        derivative_pair=_relu_form(_pl_derivative_pair), kinks=(0.0,)),
+    "leaky_relu": _PIECEWISE_LINEAR,
+    "prelu": _PIECEWISE_LINEAR,
+    "erf": ClosedForms(  # arcsine kernel (Williams 1997)
+        second=lambda q, a: 2 / jnp.pi * jnp.arcsin(2 * q / (1 + 2 * q)), mean=_zero_mean,
+        derivative=_erf_derivative,
+        pair=lambda q1, q2, c, a: 2 / jnp.pi * jnp.arcsin(2 * jnp.sqrt(q1 * q2) * c / jnp.sqrt((1 + 2 * q1) * (1 + 2 * q2))),
+        derivative_pair=lambda q1, q2, c, a: 4 / jnp.pi / jnp.sqrt((1 + 2 * q1) * (1 + 2 * q2) - 4 * q1 * q2 * c * c)),
+    "hard_tanh": ClosedForms(
+        second=_hard_tanh_second, mean=_zero_mean, derivative=_hard_tanh_derivative,
+        pair=lambda q1, q2, c, a: _hard_tanh_pair(*(jnp.asarray(v, float) for v in (q1, q2, c))),
+        derivative_pair=lambda q1, q2, c, a: _hard_tanh_pair_moments(q1, q2, c)[1], kinks=(-1.0, 1.0)),
+    "tanh": ClosedForms(mean=_zero_mean),
+    "sigmoid": ClosedForms(),
+    "elu": ClosedForms(kinks=(0.0,)),  # φ″ jumps at 0
+    "selu": ClosedForms(kinks=(0.0,)),  # φ′ jumps at 0
+    "gelu": ClosedForms(),
+    "silu": ClosedForms(),
+    "softplus": ClosedForms(),
+}
+
+#: Activations whose kernels (pair moments) are closed forms; the others are integrated numerically.
+CLOSED_FORM = tuple(name for name, forms in MOMENTS.items() if forms.pair is not None)
+
+
+def closed_forms(activation) -> ClosedForms:
+    """The table entry of a registry name; an empty record (all numerical, no kinks) for a callable."""
+    if callable(activation):
+        return ClosedForms()
+    resolve_activation(activation)  # unknown names raise, listing the options
+    return MOMENTS[activation]
+
+
+def _slope(activation, slope):
+    """The slope the forms receive: the given one, else the registry default (0 where unused)."""
+    if slope is not None:
+        return slope
+    return {"leaky_relu": DEFAULT_LEAKY_SLOPE, "prelu": DEFAULT_PRELU_SLOPE}.get(activation, 0.0)
+
+
+def _phi(activation, slope, derivative_of=False):
+    f = resolve_activation(activation, slope=slope)
+    return derivative(f) if derivative_of else f
+
+
 def pair_kernel(activation, q1, q2, *, derivative_of=False, slope=None):
     """c ↦ E[φ(u₁)φ(u₂)] (or E[φ′(u₁)φ′(u₂)] with ``derivative_of=True``) at fixed q₁, q₂.
 
-    Closed forms where :func:`pair_moment` / :func:`derivative_pair_moment` have them, else the Mehler
-    series with coefficients computed once (for solves over c).
+    Closed forms where the table has them, else the Mehler series with coefficients computed once
+    (for solves over c).
     """
-    if activation in CLOSED_FORM:
-        fn = derivative_pair_moment if derivative_of else pair_moment
-        return lambda c: fn(activation, q1, q2, c, slope=slope)
-    f = resolve_activation(activation, slope=slope)
-    if derivative_of:
-        f = derivative(f)
+    forms = closed_forms(activation)
+    form = forms.derivative_pair if derivative_of else forms.pair
+    if form is not None:
+        a = _slope(activation, slope)
+        return lambda c: form(q1, q2, c, a)
+    f = _phi(activation, slope, derivative_of)
     return mehler_series(f, f, q1, q2)
 
 
 def pair_moment(activation, q1, q2, c, *, slope=None):
-    """E[φ(u₁) φ(u₂)] (the kernel of the c-map), closed form where available.
+    """E[φ(u₁) φ(u₂)] (the kernel of the c-map), closed form where available (:data:`MOMENTS`).
 
     Closed forms: linear √(q₁q₂) c; leaky/prelu with slope a (relu: a = 0)
     √(q₁q₂)[a c + (1−a)² κ₁(c)] (φ(x) = a x + (1−a) relu(x), E[u₁ relu(u₂)] = √(q₁q₂) c/2);
-    erf (2/π) arcsin(2√(q₁q₂) c / √((1+2q₁)(1+2q₂))) (Williams 1997).
+    erf (2/π) arcsin(2√(q₁q₂) c / √((1+2q₁)(1+2q₂))) (Williams 1997); hard_tanh: the conditional mean
+    of the clip in closed form, integrated by a rule split at the kinks.
 
     Args:
       activation: registry name or elementwise callable.
@@ -220,87 +419,51 @@ def pair_moment(activation, q1, q2, c, *, slope=None):
     Returns:
       () E[φ(u₁) φ(u₂)] (linear units).
     """
-    if activation == "linear":
-        return jnp.sqrt(q1 * q2) * c
-    if activation == "relu" or activation in SLOPED:
-        a = 0.0 if activation == "relu" else _slope(activation, slope)
-        return jnp.sqrt(q1 * q2) * (a * c + (1 - a) ** 2 * _arccos_kernels(c)[0])
-    if activation == "erf":
-        return 2 / jnp.pi * jnp.arcsin(2 * jnp.sqrt(q1 * q2) * c / jnp.sqrt((1 + 2 * q1) * (1 + 2 * q2)))
-    f = resolve_activation(activation, slope=slope)
-    return mehler_pair(f, f, q1, q2, c)
+    return pair_kernel(activation, q1, q2, slope=slope)(c)
 
 
 def derivative_pair_moment(activation, q1, q2, c, *, slope=None):
     """E[φ′(u₁) φ′(u₂)] (times σ_w² it is the slope of the c-map, by Price's theorem).
 
     Closed forms: linear 1; leaky/prelu a + (1−a)² κ₀(c) (relu: κ₀(c)); erf
-    (4/π)/√((1+2q₁)(1+2q₂) − 4q₁q₂c²).
+    (4/π)/√((1+2q₁)(1+2q₂) − 4q₁q₂c²); hard_tanh P(|u₁| < 1, |u₂| < 1) as in :func:`pair_moment`.
     """
-    if activation == "linear":
-        return jnp.ones_like(jnp.asarray(c * q1 * q2))
-    if activation == "relu" or activation in SLOPED:
-        a = 0.0 if activation == "relu" else _slope(activation, slope)
-        return a + (1 - a) ** 2 * _arccos_kernels(c)[1] + 0.0 * q1 * q2
-    if activation == "erf":
-        return 4 / jnp.pi / jnp.sqrt((1 + 2 * q1) * (1 + 2 * q2) - 4 * q1 * q2 * c * c)
-    f = derivative(resolve_activation(activation, slope=slope))
-    return mehler_pair(f, f, q1, q2, c)
+    return pair_kernel(activation, q1, q2, derivative_of=True, slope=slope)(c)
 
 
 def second_moment(activation, q, *, slope=None):
     """E[φ(√q z)²] (the q-map kernel V(q)), closed form where available.
 
-    Closed forms: linear q; relu q/2; leaky/prelu (1+a²) q/2; erf (2/π) arcsin(2q/(1+2q)).
+    Closed forms: linear q; relu q/2; leaky/prelu (1+a²) q/2; erf (2/π) arcsin(2q/(1+2q));
+    hard_tanh q(erf(k/√2) − 2kφ_N(k)) + erfc(k/√2), k = 1/√q.
     """
-    if activation == "linear":
-        return q + 0.0
-    if activation == "relu":
-        return q / 2
-    if activation in SLOPED:
-        a = _slope(activation, slope)
-        return (1 + a * a) * q / 2
-    if activation == "erf":
-        return 2 / jnp.pi * jnp.arcsin(2 * q / (1 + 2 * q))
-    f = resolve_activation(activation, slope=slope)
+    form = closed_forms(activation).second
+    if form is not None:
+        return form(q, _slope(activation, slope))
+    f = _phi(activation, slope)
     return expect(lambda x: f(x) ** 2, q)
 
 
 def mean_moment(activation, q, *, slope=None):
     """E[φ(√q z)]; closed form 0 for odd activations, √(q/(2π)) relu, (1−a)√(q/(2π)) leaky."""
-    if activation in ("linear", "erf", "tanh", "hard_tanh"):
-        return 0.0 * q
-    if activation == "relu" or activation in SLOPED:
-        a = 0.0 if activation == "relu" else _slope(activation, slope)
-        return (1 - a) * jnp.sqrt(q / (2 * jnp.pi))
-    f = resolve_activation(activation, slope=slope)
-    return expect(f, q)
+    form = closed_forms(activation).mean
+    if form is not None:
+        return form(q, _slope(activation, slope))
+    return expect(_phi(activation, slope), q)
 
 
 def derivative_moment(activation, q, *, power=2, slope=None):
     """E[φ′(√q z)^power] (power 2: χ₁/σ_w²; power 4: the μ₂ of the Jacobian spectrum).
 
-    Closed forms: linear 1; relu 1/2; leaky/prelu (1 + a^power)/2; erf (power 2) (4/π)/√(1+4q).
+    Closed forms: linear 1; relu 1/2; leaky/prelu (1 + a^power)/2; erf (2/√π)^power/√(1 + 2·power·q);
+    hard_tanh erf(1/√(2q)).
     """
-    if activation == "linear":
-        return jnp.ones_like(jnp.asarray(q, dtype=float))
-    if activation == "relu":
-        return 0.5 + 0.0 * q
-    if activation in SLOPED:
-        a = _slope(activation, slope)
-        return (1 + a ** power) / 2 + 0.0 * q
-    if activation == "erf" and power == 2:
-        return 4 / jnp.pi / jnp.sqrt(1 + 4 * q)
-    f = derivative(resolve_activation(activation, slope=slope))
+    q = jnp.asarray(q, dtype=jnp.result_type(float))
+    form = closed_forms(activation).derivative
+    if form is not None:
+        return form(q, power, _slope(activation, slope))
+    f = _phi(activation, slope, derivative_of=True)
     return expect(lambda x: f(x) ** power, q)
-
-
-def nonzero_derivative_mass(activation, q, *, slope=None):
-    """P(φ′(√q z) ≠ 0): 1/2 for relu, 1 for activations whose derivative never vanishes."""
-    if activation == "relu":
-        return 0.5 + 0.0 * q
-    f = derivative(resolve_activation(activation, slope=slope))
-    return expect(lambda x: (f(x) != 0).astype(x.dtype), q)
 
 
 def q_map_slope_kernel(activation, q, *, slope=None):
