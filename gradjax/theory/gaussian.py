@@ -15,7 +15,11 @@ straddles a kink: the relu family is in closed form, and hard_tanh, whose kinks 
 uses closed forms and, for pairs, a rule split at the moving kinks. The truncation error is the
 normal tail beyond R (e^{-R²/2}). Measured accuracy (tests/theory/test_gaussian.py, against scipy
 quad): E[tanh(√q z)²] to ~1e-12 relative for q ≤ 4 and ~1e-9 for q = 30 with the 1-D rule; the 2-D
-rule is coarser (≲1e-8 for q ≤ 4); hard_tanh to ≲1e-12 (tests/theory/test_hard_tanh.py).
+rule is coarser (≲1e-8 for q ≤ 4); hard_tanh to ≲1e-12 (tests/theory/test_hard_tanh.py). Pair
+moments without a closed form use the Mehler series below, exact at c = 0 and c = 1; where φ′ jumps
+(selu at 0) its truncation converges slowly as c → 1: E[φ′(u₁)φ′(u₂)] for selu at q = 1 is off by 2e-10
+at c = 0.9 and 8e-4 at c = 0.99 (elu, whose φ′ is continuous: 4e-6 at c = 0.99), against nested scipy
+quad split at the kink.
 
 For a pair, u₁ = √q₁ z₁ and u₂ = √q₂ (c z₁ + √(1−c²) z₂) with z₁, z₂ independent standard normals,
 so E[u₁²] = q₁, E[u₂²] = q₂ and corr(u₁, u₂) = c.

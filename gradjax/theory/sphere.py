@@ -35,7 +35,7 @@ import numpy as np
 
 # Range cut in x units (see module docstring) and the panels: the cut range is divided into _PANELS
 # equal panels before the kink splits are added, with _NODES Gauss–Legendre nodes each. Accuracy
-# (≲1e-10 against scipy quad of the exact marginal densities) checked in tests/theory/test_sphere.py.
+# (≲1e-10 against closed forms and scipy quad of the exact marginal densities) checked in tests/theory/test_sphere.py.
 _R = 10.0
 _PANELS = 24
 _NODES = 12
