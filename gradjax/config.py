@@ -25,6 +25,9 @@ NORM_POSITIONS = ("pre", "post")
 DTYPES = ("float32", "float64")
 RESIDUAL_SCALE_RULES = ("1/sqrt(L)",)
 _RNN_NORMS = ("none", "layernorm", "rmsnorm")  # batch statistics shared across time steps are ill-defined
+#: Examples per network where theory and measurement take a batch (``batch=`` of the gradient profiles on
+#: both sides): one default, so that the pair compares at the same batch without being told.
+DEFAULT_BATCH = 64
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,8 +5,10 @@ from gradjax.empirical.gradients import fitted_slope as fitted_slope
 from gradjax.empirical.gradients import grad_norms as grad_norms
 from gradjax.empirical.gradients import gradient_profile as gradient_profile
 from gradjax.empirical.gradients import growth_rate as growth_rate
+from gradjax.empirical.gradients import relative_profile as relative_profile
 from gradjax.empirical.gradients import seed_median as seed_median
 from gradjax.empirical.gradients import seed_quantiles as seed_quantiles
+from gradjax.empirical.losses import DEFAULT_LOSS as DEFAULT_LOSS
 from gradjax.empirical.losses import LOSSES as LOSSES
 from gradjax.empirical.losses import loss_fn as loss_fn
 from gradjax.empirical.propagate import backward_walk as backward_walk

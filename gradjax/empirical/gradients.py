@@ -5,12 +5,14 @@ log10 ‖∂loss/∂h_l‖ (the δ_l of mean-field theory, Frobenius norm over b
 log10 ‖∂loss/∂θ_l‖ for every parameter θ of block l. Norms are carried in log space, so a
 1,000-layer exploding or vanishing network gives finite values.
 
-Comparing with mean-field theory: the δ recursion (‖δ_l‖² changes by χ₁ per layer) assumes an
-output cotangent independent of the weights. With ``loss="mse"`` the residual y − t carries the
-forward signal, so ‖δ_l‖² also picks up the second moment of the product of the layer matrices,
-which grows with L − l (measured: a linear net at σ_w² = 1, N = 256, L = 16 gains a factor ≈ 6 in
-‖δ_1‖²/‖δ_L‖²). A projection loss ``lambda y, t: jnp.sum(y * t) / y.shape[0]`` with random t is
-the mean-field setting (used in tests/empirical/test_overflow.py).
+Comparing with mean-field theory: ``GradNorms.relative()`` is log10 ‖δ_l‖/‖δ_L‖, the quantity
+``gradjax.theory.gradient_profile`` predicts, and the defaults of the two are the same (the
+projection loss ⟨y, t⟩/B with unit Gaussian t, batch ``DEFAULT_BATCH``). The δ recursion (‖δ_l‖²
+changes by χ₁ per layer) assumes an output cotangent independent of the weights, which the projection
+loss gives (cotangent t/B). With ``loss="mse"`` the residual y − t carries the forward signal, so
+‖δ_l‖² also picks up the second moment of the product of the layer matrices, which grows with L − l
+(measured: a linear net at σ_w² = 1, N = 256, L = 16 gains a factor ≈ 6 in ‖δ_1‖²/‖δ_L‖²; relu at
+He init rises ≈ 0.5 decades over the top layers); the theory refuses that loss.
 
 References:
   Schoenholz et al. 2017, "Deep Information Propagation", arXiv:1611.01232 (δ_l grows by √χ₁ per layer).
@@ -24,13 +26,11 @@ import jax
 import jax.numpy as jnp
 
 from gradjax._validate import check_int
-from gradjax.config import NetConfig
+from gradjax.config import DEFAULT_BATCH, NetConfig
 from gradjax.empirical._seeds import data_key, default_inputs, itemsize, keys_of, map_seeds, per_seed_inputs
-from gradjax.empirical.losses import loss_fn
+from gradjax.empirical.losses import DEFAULT_LOSS, loss_fn
 from gradjax.empirical.propagate import backward_walk, forward_taps, loss_cotangent
 from gradjax.nn.stack import init_params
-
-DEFAULT_BATCH = 64  # examples per seed for default inputs: enough for stable per-layer norms at small cost
 
 
 class GradNorms(NamedTuple):
@@ -54,16 +54,32 @@ class GradNorms(NamedTuple):
     input: jax.Array
     loss: jax.Array
 
+    def relative(self) -> jax.Array:
+        """(…, L) log10 ‖∂loss/∂h_l‖ − log10 ‖∂loss/∂h_L‖: the quantity ``gradjax.theory.gradient_profile``
+        predicts (0 at the last layer), with the seed axis if there is one."""
+        return relative_profile(self.hidden)
 
-def grad_norms(cfg: NetConfig, params: dict, x: jax.Array, targets: jax.Array, loss="mse") -> GradNorms:
+
+def relative_profile(log_norms):
+    """Per-layer log10 norms relative to the last layer: (…, L) → (…, L), entry L−1 exactly 0.
+
+    ``log_norms[..., l] − log_norms[..., -1]``: the units of ``gradjax.theory.gradient_profile``. Works
+    on JAX and NumPy arrays alike (returns the input's array type), so stored results use it too.
+    """
+    return log_norms - log_norms[..., -1:]
+
+
+def grad_norms(cfg: NetConfig, params: dict, x: jax.Array, targets: jax.Array, loss=DEFAULT_LOSS) -> GradNorms:
     """Per-layer log10 gradient norms of ONE network (no seed axis): pure, jittable, vmappable.
 
     Args:
       cfg: the network (static under jit).
       params: its parameters (``gradjax.nn.init_params``), no seed axis.
       x: (B, in_dim), or (B, L, in_dim) for rnn.
-      targets: what ``loss`` takes: (B, out_dim) for mse, (B,) int labels or (B, out_dim) for xent.
-      loss: "mse" | "xent" | a callable ``f(y, targets) -> scalar`` (see :mod:`gradjax.empirical.losses`).
+      targets: what ``loss`` takes: (B, out_dim) for projection and mse, (B,) int labels or (B, out_dim)
+        for xent.
+      loss: "projection" (default, ⟨y, t⟩/B) | "mse" | "xent" | a callable ``f(y, targets) -> scalar``
+        (see :mod:`gradjax.empirical.losses`).
 
     Returns:
       :class:`GradNorms` with (L,) fields, log10 units.
@@ -78,7 +94,7 @@ def grad_norms(cfg: NetConfig, params: dict, x: jax.Array, targets: jax.Array, l
 
 def default_targets(cfg: NetConfig, key: jax.Array, batch: int, loss) -> jax.Array:
     """Targets drawn from the seed's data key: integer labels uniform in [0, out_dim) for "xent",
-    unit Gaussian (B, out_dim) otherwise (mse and callables)."""
+    unit Gaussian (B, out_dim) otherwise (projection, mse and callables)."""
     k = jax.random.fold_in(data_key(key), 1)
     if isinstance(loss, str) and loss == "xent":
         return jax.random.randint(k, (batch,), 0, cfg.out_dim)
@@ -92,27 +108,31 @@ def _profile_one(key, x, t, *, cfg, loss, batch):
     return grad_norms(cfg, params, x, t, loss)
 
 
-def gradient_profile(cfg: NetConfig, seeds=8, inputs=None, targets=None, loss="mse", *, batch: int = DEFAULT_BATCH,
+def gradient_profile(cfg: NetConfig, seeds=8, inputs=None, targets=None, loss=DEFAULT_LOSS, *, batch: int = DEFAULT_BATCH,
                      max_bytes: int | None = None, seed_batch: int | None = None) -> GradNorms:
     """Per-layer gradient norms of S freshly initialized networks, at once (vmapped over seeds).
 
     Seed k's parameters are ``init_params(cfg, jax.random.key(k))`` (member k of
-    ``gradjax.nn.make_ensemble``). Default data: unit Gaussian inputs and (mse) unit Gaussian
-    targets / (xent) uniform integer labels, drawn from the seed's own data stream.
+    ``gradjax.nn.make_ensemble``). Default data: unit Gaussian inputs and (projection, mse) unit
+    Gaussian targets / (xent) uniform integer labels, drawn from the seed's own data stream. At the
+    defaults, ``.relative()`` of the result and ``gradjax.theory.gradient_profile(cfg)`` are the same
+    quantity under the same loss and batch.
 
     Args:
       cfg: the network.
       seeds: int S, a list of ints, or a key array (S,).
       inputs: None (default data), (B, …) shared by all seeds, or (S, B, …) one batch per seed.
       targets: None (default targets), or targets with a leading seed axis S exactly when ``inputs`` has one.
-      loss: "mse" | "xent" | callable ``f(y, targets) -> scalar``.
-      batch: B of the default inputs.
+      loss: "projection" (default: ⟨y, t⟩/B, the loss the mean-field theory models) | "mse" | "xent" |
+        callable ``f(y, targets) -> scalar``.
+      batch: B of the default inputs (``gradjax.config.DEFAULT_BATCH``, the theory's default too).
       max_bytes: memory budget of one chunk of seeds (default: half the device's free memory, 2 GiB on CPU).
       seed_batch: seeds vmapped together (default 1 on CPU, 32 on accelerators); results are
         bit-identical for any ``max_bytes`` at a fixed ``seed_batch``.
 
     Returns:
-      :class:`GradNorms` with a leading seed axis: ``hidden``, ``weights``, ``biases`` (S, L) log10.
+      :class:`GradNorms` with a leading seed axis: ``hidden``, ``weights``, ``biases`` (S, L) log10;
+      ``.relative()`` (S, L) log10 ‖δ_l‖/‖δ_L‖.
     """
     check_int("batch", batch)
     keys = keys_of(seeds)

@@ -2,6 +2,11 @@
 
 The gradient measurements and the training loop share these losses, so their signature is
 stable: ``f(y, targets)`` with ``y`` (B, out_dim) network outputs and returns a scalar.
+
+``projection`` (⟨y, t⟩/B) is the default of the gradient measurements: its cotangent at the output
+is t/B whatever the network computes, the setting of the mean-field backward recursion
+(``gradjax.theory.gradient_profile``). ``mse`` and ``xent`` are the training losses; their output
+cotangent depends on the forward pass (y − t, softmax(y) − t).
 """
 
 from __future__ import annotations
@@ -31,6 +36,25 @@ def mse(y: jax.Array, targets: jax.Array) -> jax.Array:
     return 0.5 * jnp.mean(jnp.sum(jnp.square(y - targets.astype(y.dtype)), axis=-1))
 
 
+def projection(y: jax.Array, targets: jax.Array) -> jax.Array:
+    """⟨y, t⟩ / B: the sum over batch and outputs of y·t, divided by the batch size B.
+
+    Its cotangent at y is t/B, independent of the network: with random t the gradient entering the
+    top layer is a direction drawn independently of the weights, as the mean-field δ recursion
+    assumes (Schoenholz et al. 2017, "Deep Information Propagation", arXiv:1611.01232, Sec. 4).
+
+    Args:
+      y: (B, out_dim) outputs.
+      targets: (B, out_dim) projection directions (unit Gaussian by default in the measurements).
+
+    Returns:
+      Scalar (linear units).
+    """
+    if targets.shape != y.shape:
+        raise ValueError(f"projection targets must have the outputs' shape {tuple(y.shape)}, got {tuple(targets.shape)}")
+    return jnp.sum(y * targets.astype(y.dtype)) / y.shape[0]
+
+
 def xent(y: jax.Array, targets: jax.Array) -> jax.Array:
     """Softmax cross-entropy, mean over the batch.
 
@@ -54,11 +78,13 @@ def xent(y: jax.Array, targets: jax.Array) -> jax.Array:
     return -jnp.mean(jnp.sum(targets.astype(y.dtype) * logp, axis=-1))
 
 
-LOSSES: dict[str, Loss] = {"mse": mse, "xent": xent}
+LOSSES: dict[str, Loss] = {"projection": projection, "mse": mse, "xent": xent}
+#: Loss of the gradient measurements when none is given: the one the mean-field theory models.
+DEFAULT_LOSS = "projection"
 
 
 def loss_fn(loss) -> Loss:
-    """A registry name (``"mse"``, ``"xent"``) or a callable ``f(y, targets) -> scalar`` → the callable.
+    """A registry name (``"projection"``, ``"mse"``, ``"xent"``) or a callable ``f(y, targets) -> scalar`` → the callable.
 
     Raises:
       ValueError: unknown name (lists the options). TypeError: neither a string nor a callable.

@@ -27,7 +27,6 @@ import gradjax.empirical
 import gradjax.theory
 from gradjax.config import NetConfig
 from gradjax.experiments import figures
-from gradjax.experiments.phase_diagram import projection_loss
 from gradjax.experiments.registry import AgreementRow, Experiment, Grid, register
 from gradjax.experiments.sweep import per_device
 
@@ -57,7 +56,7 @@ def _rate(log_norms: np.ndarray, depth: int) -> np.ndarray:
 
 def theory(cell):
     cfg = _config(cell)
-    prof = np.asarray(gradjax.theory.gradient_profile(cfg, batch_size=cell["batch"]))
+    prof = np.asarray(gradjax.theory.gradient_profile(cfg, batch=cell["batch"]))
     out = {"grad_norm_theory": (("layer",), prof, {"units": "log10", "what": "log10‖δ_l‖ − log10‖δ_L‖"}),
            "rate_theory": ((), np.asarray(_rate(prof, cfg.depth)), {"units": "log10 per layer"})}
     if cfg.norm == "batchnorm":
@@ -67,14 +66,14 @@ def theory(cell):
 
 
 def _profile(keys, *, cfg, batch):
-    return gradjax.empirical.gradient_profile(cfg, seeds=keys, batch=batch, loss=projection_loss).hidden
+    return gradjax.empirical.gradient_profile(cfg, seeds=keys, batch=batch).hidden  # projection loss
 
 
 def measure(cell, keys):
     cfg = _config(cell)
     g = np.asarray(per_device(_profile, keys, cfg=cfg, batch=cell["batch"]), dtype=float)  # (S, L) log10
     return {"grad_norm": (("seed", "layer"), g, {"units": "log10", "what": "‖∂loss/∂h_l‖"}),
-            "grad_norm_rel": (("seed", "layer"), g - g[:, -1:], {"units": "log10", "what": "relative to layer L"}),
+            "grad_norm_rel": (("seed", "layer"), gradjax.empirical.relative_profile(g), {"units": "log10", "what": "relative to layer L"}),
             "rate": (("seed",), _rate(g, cfg.depth), {"units": "log10 per layer"})}
 
 

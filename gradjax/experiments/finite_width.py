@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import json
 
-import jax.numpy as jnp
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
@@ -52,11 +51,6 @@ BOOTSTRAP_SEED = 0  # fixed: the band of a stored result is reproducible
 REL_TOL = 0.25  # agreement tolerance on the spread: ≈ 2 standard errors of a std from 64 seeds (1/√(2·63) ≈ 9 %) plus the linearized theory's error
 
 
-def linear_loss(y, t):
-    """⟨y, t⟩: the output cotangent is t itself, independent of the network (Hanin's setting)."""
-    return jnp.sum(y * t)
-
-
 def config_of(cell) -> NetConfig:
     act = cell["activation"]
     return NetConfig(depth=cell["depth"], width=cell["width"], activation=act, init=INITS[act], dtype=cell.dtype)
@@ -65,15 +59,15 @@ def config_of(cell) -> NetConfig:
 def theory(cell):
     cfg = config_of(cell)
     return {
-        "spread_theory": (("layer",), np.asarray(gradjax.theory.gradient_spread(cfg)),
+        "spread_theory": (("layer",), np.asarray(gradjax.theory.gradient_spread(cfg, batch=1)),
                           {"units": "log10", "what": "std across seeds of log10‖δ_l‖ − log10‖δ_L‖"}),
-        "grad_theory": (("layer",), np.asarray(gradjax.theory.gradient_profile(cfg, finite_width=True)),
+        "grad_theory": (("layer",), np.asarray(gradjax.theory.gradient_profile(cfg, batch=1, finite_width=True)),
                         {"units": "log10", "what": "mean of log10‖δ_l‖ − log10‖δ_L‖ with Hanin's drift"}),
     }
 
 
 def _grad(keys, cfg):
-    return gradjax.empirical.gradient_profile(cfg, seeds=keys, batch=1, loss=linear_loss).hidden
+    return gradjax.empirical.gradient_profile(cfg, seeds=keys, batch=1).hidden
 
 
 def measure(cell, keys):
@@ -84,8 +78,7 @@ def measure(cell, keys):
 def _relative(da):
     """(S, L) numpy: log10 ‖δ_l‖ − log10 ‖δ_L‖ per seed (seeds with a missing value dropped)."""
     g = da.transpose("seed", "layer").values
-    g = g[np.all(np.isfinite(g), axis=1)]
-    return g - g[:, -1:]
+    return gradjax.empirical.relative_profile(g[np.all(np.isfinite(g), axis=1)])
 
 
 def _std_band(rel):

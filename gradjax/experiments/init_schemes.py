@@ -18,8 +18,9 @@ The networks are digits-shaped (64 inputs, 10 outputs, hidden width N).
 
 Measured across seeds (``gradjax.empirical``), theory beside it (``gradjax.theory``):
 
-1. **Gradient-norm profiles** log10 ‖∂loss/∂h_l‖ − log10 ‖∂loss/∂h_L‖ (mse loss on unit Gaussian
-   inputs and targets) against the mean-field profile ½ Σ_{k>l} log10 σ_w² E[φ′(√q_{k−1} z)²].
+1. **Gradient-norm profiles** log10 ‖∂loss/∂h_l‖ − log10 ‖∂loss/∂h_L‖ (``gradjax.empirical.gradient_profile``
+   at its defaults: the projection loss ⟨y, t⟩/B on unit Gaussian inputs and directions t) against the
+   mean-field profile ½ Σ_{k>l} log10 σ_w² E[φ′(√q_{k−1} z)²] of the same loss and batch.
 2. **End-to-end Jacobian spectrum**: log10 singular values of ∂h_L/∂h_0 (``layers="end"``, exact SVD),
    pooled over seeds, against the free-probability density of Pennington et al. 2017/2018
    (``gradjax.theory.jacobian_spectrum``). That density assumes every layer sits at one q; it is
@@ -39,9 +40,7 @@ Measured across seeds (``gradjax.empirical``), theory beside it (``gradjax.theor
 
 Known deviations (quick run: width 64, 8 seeds, L = 50): the mean squared singular value is a mean
 over N·S = 512 values of a law whose relative variance grows like L, so it is dominated by rare
-values — relu/orthogonal measures −0.32 decades against 0 and tanh/large +0.45 against the theory;
-relu/He's profile rises over the top layers (the mse cotangent contains the forward signal, see
-``saturation``), fitted slope +0.006 per layer against 0.
+values — relu/orthogonal measures −0.32 decades against 0 and tanh/large +0.45 against the theory.
 
 References:
   Glorot & Bengio 2010, "Understanding the difficulty of training deep feedforward neural networks" (AISTATS).
@@ -68,7 +67,7 @@ import gradjax.theory
 import gradjax.train
 from gradjax.config import NetConfig
 from gradjax.empirical.propagate import backward_walk, forward_taps, loss_cotangent
-from gradjax.empirical.losses import loss_fn
+from gradjax.empirical.losses import DEFAULT_LOSS, loss_fn
 from gradjax.experiments import figures
 from gradjax.experiments.registry import AgreementRow, Experiment, Grid, register
 from gradjax.experiments.sweep import per_device
@@ -127,10 +126,10 @@ def theory(cell):
     # jacobian_spectrum solves the density in float64 itself (scoped) when 64-bit JAX is off.
     spec = jax.tree.map(np.asarray, gradjax.theory.jacobian_spectrum(cfg, q0=q, points=SPECTRUM_POINTS))
     # E σ² of ∂h_L/∂h_0 = ∏ f_l along the actual q-trajectory (mean field), not at the one q of the density
-    log10_mean = float(np.sum(np.log10(np.asarray(gradjax.theory.block_factors(cfg)[0]))))
+    log10_mean = float(np.sum(np.log10(np.asarray(gradjax.theory.block_factors(cfg)))))
     pt = {"dims": ("point",), "coords": {"point": np.arange(SPECTRUM_POINTS)}}
     return {
-        "grad_theory": (("layer",), np.asarray(gradjax.theory.gradient_profile(cfg)),
+        "grad_theory": (("layer",), np.asarray(gradjax.theory.gradient_profile(cfg, batch=cell["batch"])),
                         {"units": "log10", "relative_to": "layer L"}),
         "spectrum_lambda_theory": xr.DataArray(np.asarray(spec.grid), **pt, attrs={"units": "linear",
                                                "what": "λ = σ² grid of the theory density"}),
@@ -207,7 +206,7 @@ def _measure_one(key, sigma_w2, orthogonal, x, labels, *, cfg, layers, batch, fa
     params = scheme_params(key, sigma_w2, orthogonal, cfg=cfg, families=families)
     # gradient profile: gradjax.empirical.gradient_profile's default data for this seed
     xg = default_inputs(cfg, key, batch)
-    g = gradjax.empirical.grad_norms(cfg, params, xg, default_targets(cfg, key, batch, "mse"), "mse").hidden
+    g = gradjax.empirical.grad_norms(cfg, params, xg, default_targets(cfg, key, batch, DEFAULT_LOSS), DEFAULT_LOSS).hidden
     # end-to-end Jacobian of example 0 (gradjax.empirical.jacobian_spectrum, layers="end", method="svd")
     fwd = forward_taps(cfg, params, default_inputs(cfg, key, 1))
     walk = backward_walk(cfg, params, fwd, basis_cotangent(cfg.width, 1, cfg.jnp_dtype), basis_ndim=1)
@@ -262,7 +261,7 @@ def measure(cell, keys):
     res = per_device(_measure_all, keys, cfg.sigma_w2, cfg.init == "orthogonal", x, y, cfg=canon, layers=layers,
                      batch=cell["batch"], families=families)
     out = {
-        "grad": (("seed", "layer"), res[0], {"units": "log10", "what": "‖∂loss/∂h_l‖ (mse)"}),
+        "grad": (("seed", "layer"), res[0], {"units": "log10", "what": "‖∂loss/∂h_l‖ (projection loss ⟨y,t⟩/B)"}),
         "log10_sv": (("seed", "sv"), res[1], {"units": "log10", "what": "singular values of ∂h_L/∂h_0, descending"}),
     }
     if hist_here:
@@ -304,7 +303,7 @@ def _plot_profiles(results, out_dir):
                 g = sub["grad"].dropna("layer", how="all").transpose("seed", "layer")
                 if g.size == 0:
                     continue
-                rel = g.values - g.values[:, -1:]
+                rel = gradjax.empirical.relative_profile(g.values)
                 figures.median_band(ax, g.layer.values, rel, color=cmap[s], label=_label(s, act), markersize=2)
                 th = sub["grad_theory"].dropna("layer", how="all")
                 figures.theory_line(ax, th.layer.values, th.values, color=cmap[s])
@@ -422,10 +421,6 @@ def plot(results, out_dir):
 # ---- agreement ---------------------------------------------------------------------------------------
 
 
-def _slope(y):
-    return np.polyfit(np.arange(y.shape[-1], dtype=float), y, 1)[0]
-
-
 def agreement(results):
     d = max(int(v) for v in results.depth.values)
     p = json.loads(results.attrs["params"])
@@ -436,12 +431,12 @@ def agreement(results):
             g = sub["grad"].dropna("layer", how="all").transpose("seed", "layer").values
             if g.size == 0 or not np.isfinite(g).any():
                 continue
-            meas = np.median(g - g[:, -1:], axis=0)
-            th = float(_slope(sub["grad_theory"].dropna("layer", how="all").values))
+            meas = np.median(gradjax.empirical.relative_profile(g), axis=0)
+            th = float(gradjax.empirical.fitted_slope(sub["grad_theory"].dropna("layer", how="all").values))
             where = f"{act}, {_label(s, act)}, L={d}"
             rows.append(AgreementRow(
                 quantity="fitted slope of log10‖δ_l‖ per layer", where=where, theory=th,
-                measured=float(_slope(meas)), tolerance=SLOPE_REL * abs(th) + SLOPE_ABS, metric="absolute",
+                measured=float(gradjax.empirical.fitted_slope(meas)), tolerance=SLOPE_REL * abs(th) + SLOPE_ABS, metric="absolute",
                 note=f"width {p['width']}, {results.sizes['seed']} seeds, median profile; tolerance 10% + 0.005"))
             sv = sub["log10_sv"].values
             sv = sv[np.isfinite(sv)]
@@ -469,8 +464,8 @@ EXPERIMENT = register(Experiment(
         "1/l). Histograms and training at the smallest depth; gradients drawn as log10|δ_l| relative to the top "
         "layer's rms. The quick size does not train (twelve more compiled training programs do not fit its "
         "two CPU minutes): its histograms are at initialization only. Known deviations: the mean σ² is a mean of a "
-        "heavy-tailed law over N·S values (relu/orthogonal −0.32, tanh/large +0.45 decades at L=50); relu/He's "
-        "profile rises over the top layers (the mse cotangent contains the forward signal)."
+        "heavy-tailed law over N·S values (relu/orthogonal −0.32, tanh/large +0.45 decades at L=50). Profiles "
+        "use the projection loss ⟨y,t⟩/B, the loss the mean field models."
     ),
     sizes={
         "tiny": _grid(("tanh",), ("he",), (4,), 2, width=8, batch=4, train_steps=0, learning_rate=0.01),

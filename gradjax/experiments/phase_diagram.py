@@ -33,6 +33,7 @@ from gradjax.config import NetConfig
 from gradjax.experiments import figures
 from gradjax.experiments.registry import AgreementRow, Experiment, Grid, register
 from gradjax.experiments.sweep import per_device
+from gradjax.empirical.losses import projection as projection_loss
 from gradjax.empirical.propagate import loss_cotangent
 from gradjax.nn.stack import init_params
 from gradjax.theory import gaussian
@@ -43,11 +44,6 @@ NAME = "phase-diagram"
 _DATA_STREAM = 0x0DA7A
 # Largest finite value drawn for ξ_c (layers); the critical line itself is infinite.
 _XI_CAP = 1e3
-
-
-def projection_loss(y, t):
-    """Σ y·t / B: its cotangent at y is t/B, independent of the network (the mean-field δ setting)."""
-    return jnp.sum(y * t) / y.shape[0]
 
 
 def _base_config(cell) -> NetConfig:

@@ -31,7 +31,6 @@ import gradjax.empirical
 import gradjax.theory
 from gradjax.config import NetConfig
 from gradjax.experiments import figures
-from gradjax.experiments.phase_diagram import projection_loss
 from gradjax.experiments.registry import AgreementRow, Experiment, Grid, register
 from gradjax.experiments.sweep import per_device
 
@@ -55,8 +54,8 @@ def _config(cell) -> NetConfig:
 
 def theory(cell):
     cfg = _config(cell)
-    prof = np.asarray(gradjax.theory.gradient_profile(cfg, finite_width=True))
-    f, _ = gradjax.theory.block_factors(cfg)
+    prof = np.asarray(gradjax.theory.gradient_profile(cfg, batch=cell["batch"], finite_width=True))
+    f = gradjax.theory.block_factors(cfg)
     return {
         "grad_norm_theory": (("layer",), prof, {"units": "log10", "what": "E log10‖δ_l‖/‖δ_L‖, with width drift"}),
         "log10_mean_lambda_theory": ((), np.asarray(np.sum(np.log10(np.asarray(f)))),
@@ -65,7 +64,7 @@ def theory(cell):
 
 
 def _profile(keys, *, cfg, batch):
-    return gradjax.empirical.gradient_profile(cfg, seeds=keys, batch=batch, loss=projection_loss).hidden
+    return gradjax.empirical.gradient_profile(cfg, seeds=keys, batch=batch).hidden  # projection loss
 
 
 def _spectrum(keys, *, cfg):
@@ -77,7 +76,7 @@ def measure(cell, keys):
     g = np.asarray(per_device(_profile, keys, cfg=cfg, batch=cell["batch"]), dtype=float)  # (S, L)
     sv = np.asarray(per_device(_spectrum, keys, cfg=cfg), dtype=float)  # (S, N)
     return {"grad_norm": (("seed", "layer"), g, {"units": "log10", "what": "‖∂loss/∂h_l‖"}),
-            "grad_norm_rel": (("seed", "layer"), g - g[:, -1:], {"units": "log10", "what": "relative to layer L"}),
+            "grad_norm_rel": (("seed", "layer"), gradjax.empirical.relative_profile(g), {"units": "log10", "what": "relative to layer L"}),
             "log10_sv": (("seed", "index"), sv, {"units": "log10", "what": "singular values of ∂h_L/∂h_0"})}
 
 

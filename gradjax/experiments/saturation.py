@@ -8,22 +8,22 @@ A depth-50 MLP at initialization, one standard initialization per activation:
 and biases ~ N(0, σ_b² = 0.05) for all (the value of Schoenholz et al. 2017; with σ_b² = 0, tanh at
 σ_w² = 1 sits exactly on the critical point, q_l → 0 and its gradient decays only like a power law).
 
-Measured across seeds (``gradjax.empirical``): log10 ‖∂loss/∂h_l‖ per layer (mse loss on unit
-Gaussian inputs and targets), drawn relative to the output layer's, and the fraction of saturated
+Measured across seeds (``gradjax.empirical``): log10 ‖∂loss/∂h_l‖ per layer at the measurement's
+defaults (the projection loss ⟨y, t⟩/B on unit Gaussian inputs and directions t), drawn relative to the
+output layer's (``GradNorms.relative()``), and the fraction of saturated
 units (|φ′| < 10⁻², sigmoid/tanh) or dead units (pre-activation ≤ 0 for the whole batch, ReLU family)
 per layer. Theory (``gradjax.theory.gradient_profile``): the mean-field profile ½ Σ_{k>l} log10 f_k,
-f_k = σ_w² E[φ′(√q_{k−1} z)²] along the q-trajectory; the agreement compares the fitted slope per
-layer. (Hanin's finite-width drift of the mean log-norm, −v/(4 ln 10) per layer, is a per-example
-effect; the norms here are over a batch of 64 examples, whose fluctuations largely average out — with
-a loss linear in the output the measured relu slope is −0.0007 against the drift's +0.004 — so the
-mean-field line is drawn.)
+f_k = σ_w² E[φ′(√q_{k−1} z)²] along the q-trajectory, for the same loss and batch; the agreement
+compares the fitted slope per layer. (The finite-width drift at this batch and width is below the
+tolerance, so the mean-field line is drawn.)
 
-Known deviation, kept in view: with the mse loss the relu / leaky_relu gradients rise by ≈ 0.4 decades
-over the top ~10 layers and are flat below. The loss cotangent (y − t) W_outᵀ contains the forward
-signal φ(h_L), and a positively homogeneous network has h_L ≈ J h_l (J = ∂h_L/∂h_l), so the cotangent
-is correlated with the Jacobians it travels back through — against the gradient-independence
-assumption of the theory. Measured at width 128, 16 seeds: rise at layer 1 of +0.42 decades (mse),
-+0.07 (cross-entropy with random labels), +0.05 (a loss linear in y).
+Why the loss matters: with an mse loss the relu / leaky_relu gradients rise by ≈ 0.4 decades over the
+top ~10 layers and are flat below. The mse cotangent (y − t) W_outᵀ contains the forward signal φ(h_L),
+and a positively homogeneous network has h_L ≈ J h_l (J = ∂h_L/∂h_l), so the cotangent is correlated
+with the Jacobians it travels back through — against the gradient-independence assumption of the
+theory, which therefore models only the projection loss (``gradjax.theory.gradient_profile`` refuses
+``loss="mse"``). Measured at width 128, 16 seeds: rise at layer 1 of +0.42 decades (mse), +0.07
+(cross-entropy with random labels), +0.05 (projection).
 
 Why they vanish here: sigmoid's φ′ ≤ ¼ gives χ₁ = σ_w² E φ′² ≈ 0.06, a factor ≈ 0.24 per layer on
 ‖δ‖, with no saturation at all (its pre-activations stay small: the vanishing is the derivative's
@@ -73,7 +73,7 @@ def config_of(cell) -> NetConfig:
 def theory(cell):
     cfg = config_of(cell)
     return {
-        "grad_theory": (("layer",), np.asarray(gradjax.theory.gradient_profile(cfg)),
+        "grad_theory": (("layer",), np.asarray(gradjax.theory.gradient_profile(cfg, batch=cell["batch"])),
                         {"units": "log10", "relative_to": "layer L", "note": "mean field (infinite width)"}),
     }
 
@@ -87,7 +87,7 @@ def _measure(keys, cfg, batch):
 def measure(cell, keys):
     g, sat, dead = per_device(_measure, keys, cfg=config_of(cell), batch=cell["batch"])
     return {
-        "grad": (("seed", "layer"), g, {"units": "log10", "what": "‖∂loss/∂h_l‖"}),
+        "grad": (("seed", "layer"), g, {"units": "log10", "what": "‖∂loss/∂h_l‖, projection loss ⟨y,t⟩/B"}),
         "saturated": (("seed", "layer"), sat, {"units": "fraction", "what": "|φ′(preact)| < 1e-2"}),
         "dead": (("seed", "layer"), dead, {"units": "fraction", "what": "units with preact ≤ 0 on the whole batch"}),
     }
@@ -95,14 +95,7 @@ def measure(cell, keys):
 
 def _relative(results, act):
     """(S, L) measured log10 ‖δ_l‖ − log10 ‖δ_L‖ per seed (numpy)."""
-    g = results["grad"].sel(activation=act).transpose("seed", "layer").values
-    return g - g[:, -1:]
-
-
-def _slope(y):
-    """Least-squares slope of y against the layer index (numpy, last axis)."""
-    x = np.arange(y.shape[-1], dtype=float)
-    return np.polyfit(x, y, 1)[0]
+    return gradjax.empirical.relative_profile(results["grad"].sel(activation=act).transpose("seed", "layer").values)
 
 
 def plot(results, out_dir):
@@ -140,14 +133,12 @@ def agreement(results):
     for act in [str(a) for a in results.activation.values]:
         th = results["grad_theory"].sel(activation=act).values
         meas = np.median(_relative(results, act), axis=0)
-        t = float(_slope(th))
+        t = float(gradjax.empirical.fitted_slope(th))
         rows.append(AgreementRow(
             quantity="fitted slope of log10‖δ_l‖ per layer", where=f"{act}, {INITS[act]}, L={p['depth']}",
-            theory=t, measured=float(_slope(meas)), tolerance=REL_TOL * abs(t) + ABS_TOL, metric="absolute",
+            theory=t, measured=float(gradjax.empirical.fitted_slope(meas)), tolerance=REL_TOL * abs(t) + ABS_TOL, metric="absolute",
             note=f"width {p['width']}, {results.sizes['seed']} seeds, seed median of the profile relative to layer L; "
-                 f"mean-field theory; tolerance 10% of theory + 0.003"
-                 + ("; relu family: the mse cotangent correlates with the forward pass, +0.4 decades over the "
-                    "top ~10 layers (see description)" if INITS[act] == "he_normal" else ""),
+                 f"projection loss, mean-field theory; tolerance 10% of theory + 0.003",
         ))
     return rows
 
@@ -163,14 +154,13 @@ EXPERIMENT = register(Experiment(
     description=(
         "Per-layer gradient norms at depth 50: sigmoid and tanh (xavier, σ_w²=1) vanish, relu/leaky_relu (He, "
         "σ_w²=2) stay flat, gelu (He) vanishes slowly; with saturated/dead-unit fractions per layer.\n"
-        "Theory lines: mean-field profile ½Σ log10 σ_w²E[φ′²] along the q-trajectory; σ_b²=0.05 for all; mse loss "
-        "on Gaussian inputs/targets. Sigmoid's vanishing comes from φ′ ≤ ¼ (χ₁ ≈ 0.06), not from saturation: at "
+        "Theory lines: mean-field profile ½Σ log10 σ_w²E[φ′²] along the q-trajectory; σ_b²=0.05 for all; projection "
+        "loss ⟨y,t⟩/B on Gaussian inputs/directions (the measurement's default, the loss the mean field models). Sigmoid's vanishing comes from φ′ ≤ ¼ (χ₁ ≈ 0.06), not from saturation: at "
         "this init its units are not saturated, and tanh's saturated fraction is also small; the ReLU family "
         "pays for flat gradients with dead units: as the inputs' correlation grows with depth, units go off for the "
-        "whole batch (≈40 % by layer 30 at width 128). Known deviation: with mse the relu-family gradients rise "
+        "whole batch (≈40 % by layer 30 at width 128). With an mse loss instead, the relu-family gradients rise "
         "≈0.4 decades over the top ~10 layers (the loss cotangent contains the forward signal, which a "
-        "positively homogeneous net aligns with its Jacobian; +0.05 with a loss linear in y), so their fitted "
-        "slope misses the tolerance."
+        "positively homogeneous net aligns with its Jacobian), which the mean field does not model."
     ),
     sizes={
         "tiny": _grid(("relu",), 2, depth=4, width=8, batch=4),

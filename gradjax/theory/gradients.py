@@ -25,10 +25,39 @@ uniform law on the sphere (quadrature split at the kinks of φ, ``gradjax.theory
 pair with the same moments would be exact for linear φ only (for tanh at B = 8 it gives 1.568
 instead of 1.359).
 
-Finite width (Hanin 2018): the per-block ratio R_l = ‖δ_{l−1}‖²/‖δ_l‖² fluctuates with relative variance
-v_l = (3 μ₂/μ₁² − 1)/N for a dense block (μ_k = E φ′^{2k}; relu: 5/N, so E‖Ju‖⁴/‖u‖⁴ = ∏(1 + 5/n_l)); with
-independent blocks Var log‖δ_l‖² ≈ Σ v_k and E log R ≈ log E R − v/2 (the finite-width drift of the
-mean log-norm below ½ log10 χ₁).
+The loss. Every profile here models the projection loss ⟨y, t⟩/B with random t (cotangent t/B at the
+output, independent of the weights); the functions take ``loss="projection"`` and refuse any other, since
+an mse cotangent y − t carries the forward signal (see :func:`gradient_profile`).
+
+Finite width, batch B (mlp and resmlp without norm). The per-block ratio R_l = ‖δ_{l−1}‖²/‖δ_l‖², with
+‖δ‖² summed over a batch of B examples, fluctuates around f_l with a relative variance v_l; with
+independent blocks Var ln(‖δ_l‖²/‖δ_L‖²) ≈ Σ_{k>l} v_k and E ln R ≈ ln f − v/2 (the drift of the mean
+log-norm below mean field). For a dense block δ_{l−1,b} = D_b Wᵀ δ_{l,b}, D_b = diag φ′(h_{l−1,b}); the
+weights W (entries σ_w²/N) are shared by the batch, the directions δ_{l,b} are not (independent t_b:
+uncorrelated, unit-overlap 1/N). With u_b = Wᵀδ_b, three sources:
+
+* W given the directions: Σ_b‖Wᵀδ_b‖² is a sum over N units of quadratic forms in the Gram matrix
+  G_{bb′} = δ_b·δ_b′, relative variance 2 tr G²/(N (tr G)²) = 2/(NB) + (1 − 1/B)·2κ/N², where
+  (δ_b·δ_b′)² ≈ κ‖δ_b‖²‖δ_b′‖²/N after the derivatives of the block above;
+* D of one example: (μ₂/μ₁² − 1)·Σ_j u_j⁴/‖u‖⁴ = 3(μ₂/μ₁² − 1)/N, μ_k = E φ′(√q z)^{2k};
+* D shared by two examples: their pre-activations have correlation c_{l−1} (the mean-field c-map from
+  c_0 = 0, independent inputs), so φ′_b² and φ′_b′² covary: (κ − 1)/N per pair, κ = E[φ′(u₁)²φ′(u₂)²]/μ₁².
+
+    v_l = [(3 μ₂/μ₁² − 1)/B + (1 − 1/B)(κ_l − 1 + 2κ_l/N)] / N,
+
+Hanin's (3μ₂/μ₁² − 1)/N at B = 1 (relu 5/N, exact: E‖Ju‖⁴/‖u‖⁴ = ∏(1 + 5/n_l)); as B → ∞ what the
+examples share remains: (κ − 1)/N, which for relu grows to 1/N as the inputs' correlation goes to 1 with
+depth. resmlp: R = 1 + 2α⟨δ, D Wᵀδ⟩ + α²‖D Wᵀδ‖² over the batch; the linear term (odd in W, uncorrelated
+with the rest) has relative variance 4α²σ_w²(μ₁/B + (1 − 1/B) m/N)/N, m = E[φ′(u₁)φ′(u₂)], and
+
+    v_l = [4 g (μ₁/B + (1 − 1/B) m/N)/N + (g μ₁)² v_l^dense] / (1 + g μ₁)²,   g = α²σ_w².
+
+Regime: leading order in 1/N per block (plus the W term's 1/N², which leads when c ≈ 0 and B ≳ N), blocks
+independent given the mean-field q and c trajectories (gradient independence; exact for relu at B = 1),
+equal per-example norms within a batch (B_eff = B while Σ v ≲ 1), Σ v ≪ 1 for the log-normal reading.
+It does not include the finite-width shift of the forward trajectory: where the length map is marginal
+(tanh at σ_w² = 1, σ_b² = 0: q_l ~ 1/l) forward fluctuations persist over many blocks and correlate
+their factors, so the measured spread exceeds the prediction.
 
 References:
   Schoenholz et al. 2017, "Deep Information Propagation", arXiv:1611.01232 (Sec. 4, backward).
@@ -46,13 +75,15 @@ import jax
 import jax.numpy as jnp
 
 from gradjax._validate import check_int
-from gradjax.nn.activations import resolve_activation
+from gradjax.config import DEFAULT_BATCH
+from gradjax.nn.activations import SLOPED, resolve_activation
 from gradjax.theory import gaussian as _g
 from gradjax.theory import sphere as _sphere
-from gradjax.theory.meanfield import _default_q0, _f, _mean_square_after_norm, _norm_eps, length_recursion
+from gradjax.theory.meanfield import _default_q0, _f, _mean_square_after_norm, _norm_eps, c_profile, length_recursion
 
-#: Default batch size for the batchnorm rate (the training batch of the experiments).
-DEFAULT_BATCH_SIZE = 128
+#: The loss the profiles model: ⟨y, t⟩/B with t independent of the network, so the cotangent entering
+#: the top layer is independent of the weights (the gradient-independence setting of the δ recursion).
+LOSSES = ("projection",)
 _LN10 = math.log(10.0)
 
 
@@ -80,7 +111,7 @@ def _bn_traces(activation, slope, batch_size):
 
 
 @functools.partial(jax.jit, static_argnames=("activation", "slope", "batch_size"))
-def batchnorm_rate(activation, batch_size=DEFAULT_BATCH_SIZE, *, slope=None):
+def batchnorm_rate(activation, batch_size=DEFAULT_BATCH, *, slope=None):
     """Per-layer growth λ_B of E‖δ‖² in a batch-normalized MLP at initialization (any σ_w², σ_b²).
 
     λ_B = B T / (a (B−1)(B−3)) (module docstring); (B−2)/(B−3) for linear, → π/(π−1) for relu as B → ∞.
@@ -100,15 +131,19 @@ def batchnorm_rate(activation, batch_size=DEFAULT_BATCH_SIZE, *, slope=None):
     return B * T / (a * (B - 1) * (B - 3))
 
 
-def block_factors(cfg, q0=None, *, q_in=1.0, batch_size=DEFAULT_BATCH_SIZE):
-    """f_l = E‖δ_{l−1}‖²/E‖δ_l‖² for every block l = 1..L, and the finite-width variances v_l.
+def block_factors(cfg, q0=None, *, q_in=1.0, batch=DEFAULT_BATCH):
+    """f_l = E‖δ_{l−1}‖²/E‖δ_l‖² for every block l = 1..L (module docstring).
+
+    Args:
+      cfg: the network (static).
+      q0: () second moment of h_0; q_in: () variance of the rnn input drive.
+      batch: B for batchnorm (static; the other blocks do not depend on it).
 
     Returns:
-      ``(f, v)``: (L,) each; entry l−1 belongs to block l (it maps δ_l to δ_{l−1}).
+      (L,) linear units; entry l−1 belongs to block l (it maps δ_l to δ_{l−1}).
     """
     act, sl = cfg.activation, cfg.leaky_slope
     sw, sb, a2 = _f(cfg.sigma_w2), _f(cfg.sigma_b2), _f(cfg.alpha) ** 2
-    n = float(cfg.width)
     eps = _norm_eps()
     q, nu = length_recursion(cfg, _default_q0(cfg, q0), q_in)
     q_prev, nu_prev = q[:-1], nu[:-1]  # what enters block l
@@ -116,45 +151,21 @@ def block_factors(cfg, q0=None, *, q_in=1.0, batch_size=DEFAULT_BATCH_SIZE):
     post = cfg.norm != "none" and cfg.norm_position == "post"
     per_example = cfg.norm in ("layernorm", "rmsnorm")
 
-    def moments(qq):
-        return (jax.vmap(lambda t: _g.derivative_moment(act, t, slope=sl))(qq),
-                jax.vmap(lambda t: _g.derivative_moment(act, t, power=4, slope=sl))(qq))
-
-    def dense_v(mu1, mu2):
-        return (3.0 * mu2 / mu1**2 - 1.0) / n
-
-    def residual_v(gain, mu1, mu2):
-        # 1 + 2α⟨u, D u Wᵀ⟩ + α²‖D u Wᵀ‖²: variances α²·4 g μ₁/N and α⁴ g²(3μ₂ − μ₁²)/N (g = σ_w²·scale)
-        return (4 * a2 * gain * mu1 + a2**2 * gain**2 * (3 * mu2 - mu1**2)) / (n * (1 + a2 * gain * mu1) ** 2)
-
     if cfg.norm == "batchnorm":
-        B = float(batch_size)
-        T, T_I, a = _bn_traces(act, sl, batch_size)
-        mu1, mu2 = moments(jnp.ones_like(q_prev))
+        B = float(batch)
+        T, T_I, a = _bn_traces(act, sl, batch)
         if cfg.arch == "mlp":
-            lam = B * T / (a * (B - 1) * (B - 3))
-            f = jnp.full_like(q_prev, lam)
-            v = dense_v(mu1, mu2)
-        elif pre:  # resmlp, BN on the branch input; ν of the residual stream from the recursion
-            gain = sw * T_I / ((B - 3) * jnp.maximum(nu_prev, 1e-300))
-            f = 1 + a2 * gain
-            v = residual_v(sw / jnp.maximum(nu_prev, 1e-300), mu1, mu2)
-        else:  # resmlp, BN after the sum: ν_r = B/(B−1) + α² σ_w² a for a normalised h_{l−1}
-            nu_r = B / (B - 1) + a2 * sw * a
-            f = jnp.full_like(q_prev, B * ((B - 2) + a2 * sw * T) / (nu_r * (B - 1) * (B - 3)))
-            v = residual_v(sw, mu1, mu2)
-        return f, v
+            return jnp.full_like(q_prev, B * T / (a * (B - 1) * (B - 3)))
+        if pre:  # resmlp, BN on the branch input; ν of the residual stream from the recursion
+            return 1 + a2 * sw * T_I / ((B - 3) * jnp.maximum(nu_prev, 1e-300))
+        # resmlp, BN after the sum: ν_r = B/(B−1) + α² σ_w² a for a normalised h_{l−1}
+        nu_r = B / (B - 1) + a2 * sw * a
+        return jnp.full_like(q_prev, B * ((B - 2) + a2 * sw * T) / (nu_r * (B - 1) * (B - 3)))
 
     qx = _mean_square_after_norm(q_prev) if (pre and per_example) else q_prev
-    mu1, mu2 = moments(qx)
+    mu1 = jax.vmap(lambda t: _g.derivative_moment(act, t, slope=sl))(qx)
     scale = 1.0 / (q_prev + eps) if (pre and per_example) else jnp.ones_like(q_prev)
-    if cfg.arch == "resmlp":
-        gain = sw * scale
-        f = 1 + a2 * gain * mu1
-        v = residual_v(gain, mu1, mu2)
-    else:
-        f = sw * scale * mu1
-        v = dense_v(mu1, mu2)
+    f = 1 + a2 * sw * scale * mu1 if cfg.arch == "resmlp" else sw * scale * mu1
     if post and per_example:
         V = jax.vmap(lambda t: _g.second_moment(act, t, slope=sl))(q_prev)
         if cfg.arch == "mlp":
@@ -164,7 +175,100 @@ def block_factors(cfg, q0=None, *, q_in=1.0, batch_size=DEFAULT_BATCH_SIZE):
         else:
             r = sw * V + sb + _f(q_in)
         f = f / (r + eps)
-    return f, v
+    return f
+
+
+# ---- finite width ------------------------------------------------------------------------------------
+
+#: Blocks whose finite-width fluctuation is derived here (dense and residual blocks without a norm);
+#: the rnn shares one W over time (the blocks are not independent) and the norms couple units or examples.
+FINITE_WIDTH_ARCHS = ("mlp", "resmlp")
+
+
+def _check_finite_width(cfg, batch):
+    if cfg.arch not in FINITE_WIDTH_ARCHS:
+        raise ValueError(f"the finite-width prediction models arch in {list(FINITE_WIDTH_ARCHS)} (independent "
+                         f"blocks), got arch={cfg.arch!r}")
+    if cfg.norm != "none":
+        raise ValueError(f"the finite-width prediction models norm='none', got norm={cfg.norm!r}")
+    check_int("batch", batch)
+
+
+def _square_derivative_pair(activation, q, c, slope):
+    """E[φ′(u₁)² φ′(u₂)²] for a pair of variance q and correlation c.
+
+    relu family: φ′ takes the values a and 1, so φ′² is the derivative of the same family at slope a²
+    (relu: a = 0) and the closed form of ``derivative_pair_moment`` applies; otherwise Mehler's series.
+    """
+    if activation == "linear":
+        return jnp.ones_like(q * c)
+    if activation == "relu" or activation in SLOPED:
+        a = 0.0 if activation == "relu" else slope
+        return _g.derivative_pair_moment("leaky_relu", q, q, c, slope=a * a)
+    d = _g.derivative(resolve_activation(activation, slope=slope))
+    return _g.mehler_pair(lambda x: d(x) ** 2, lambda x: d(x) ** 2, q, q, c)
+
+
+def _dense_variance(mu1, mu2, kappa, rho, n, B):
+    """Relative variance of R = Σ_b‖D_b Wᵀδ_b‖²/Σ_b‖δ_b‖² for one dense block (module docstring)."""
+    return ((3.0 * mu2 / mu1**2 - 1.0) / B + (1.0 - 1.0 / B) * (kappa * (1.0 + 2.0 * rho) - 1.0)) / n
+
+
+def _overlap_step(rho, mu1, kappa, m, n):
+    """Mean squared cosine of two examples' δ after Wᵀ then D: κ(1 + 2ρ)/N + (m/μ₁)² ρ (module docstring)."""
+    return kappa * (1.0 + 2.0 * rho) / n + (m / mu1) ** 2 * rho
+
+
+def _derivative_statistics(cfg, q0, q_in):
+    """μ₁, μ₂, κ, m of D_l = diag φ′(h_l) for l = 0..L: (L + 1,) each (module docstring)."""
+    act, sl = cfg.activation, cfg.leaky_slope
+    q = length_recursion(cfg, _default_q0(cfg, q0), q_in)[0]
+    # correlation of two independent inputs' h_l (c_0 = 0: independent unit Gaussian examples)
+    c = jnp.concatenate([jnp.zeros((1,), q.dtype), c_profile(cfg, q0, 0.0)])
+    mu1 = jax.vmap(lambda t: _g.derivative_moment(act, t, slope=sl))(q)
+    mu2 = jax.vmap(lambda t: _g.derivative_moment(act, t, power=4, slope=sl))(q)
+    kappa = jax.vmap(lambda t, r: _square_derivative_pair(act, t, r, sl))(q, c) / mu1**2
+    m = jax.vmap(lambda t, r: _g.derivative_pair_moment(act, t, t, r, slope=sl))(q, c)
+    return mu1, mu2, kappa, m
+
+
+def finite_width_variance(cfg, q0=None, *, q_in=1.0, batch=DEFAULT_BATCH):
+    """v_l: relative variance of the per-block ratio R_l = ‖δ_{l−1}‖²/‖δ_l‖² at width N and batch B.
+
+    See the module docstring (finite width) for the derivation and its regime.
+
+    Args:
+      cfg: the network (static): arch "mlp" or "resmlp", norm "none".
+      q0: () second moment of h_0; q_in: unused (rnn is not modelled), kept for the common signature.
+      batch: B examples sharing the weights (static), integer ≥ 1.
+
+    Returns:
+      (L,) linear units; entry l−1 belongs to block l.
+
+    References: Hanin 2018, arXiv:1801.03744 (B = 1).
+    """
+    _check_finite_width(cfg, batch)
+    g = _f(cfg.alpha) ** 2 * _f(cfg.sigma_w2)
+    n, B = float(cfg.width), float(batch)
+    mu1, mu2, kappa, m = _derivative_statistics(cfg, q0, q_in)
+    # δ_L = D_L W_out t_b/B: the readout is a step from directions t_b of overlap 1/out_dim
+    rho_top = _overlap_step(1.0 / cfg.out_dim, mu1[-1], kappa[-1], m[-1], n)
+
+    def block(rho, d):  # block l: δ_l (overlap ρ) → δ_{l−1}, with D_{l−1}'s statistics d
+        mu1_, mu2_, kappa_, m_ = d
+        dense = _dense_variance(mu1_, mu2_, kappa_, rho, n, B)
+        if cfg.arch == "mlp":
+            return jnp.minimum(_overlap_step(rho, mu1_, kappa_, m_, n), 1.0), dense
+        # resmlp: δ + α D Wᵀδ; the linear term is odd in W, so uncorrelated with the rest
+        gm = g * mu1_
+        linear = 4 * g * (mu1_ / B + (1 - 1 / B) * m_ * rho) / n
+        v = (linear + gm**2 * dense) / (1 + gm) ** 2
+        rho_next = (rho * (1 + g * m_) ** 2 + 2 * gm * (1 + rho) / n + gm**2 * kappa_ * (1 + 2 * rho) / n) / (1 + gm) ** 2
+        return jnp.minimum(rho_next, 1.0), v
+
+    stats = tuple(x[:-1] for x in (mu1, mu2, kappa, m))  # D_{l−1} for l = 1..L
+    _, v = jax.lax.scan(block, jnp.minimum(rho_top, 1.0), stats, reverse=True)
+    return v
 
 
 def _from_factors(log10_f):
@@ -173,20 +277,33 @@ def _from_factors(log10_f):
     return jnp.concatenate([rc[1:], jnp.zeros((1,), rc.dtype)])
 
 
-@functools.partial(jax.jit, static_argnames=("cfg", "batch_size", "finite_width"))
-def gradient_profile(cfg, q0=None, *, q_in=1.0, batch_size=DEFAULT_BATCH_SIZE, finite_width=False):
+def _check_loss(loss):
+    if not (isinstance(loss, str) and loss in LOSSES):
+        raise ValueError(
+            f"loss must be one of {list(LOSSES)}, got {loss!r}: the mean-field profile models an output cotangent "
+            "independent of the weights (⟨y, t⟩/B). An mse cotangent y − t carries the forward signal, which a "
+            "positively homogeneous net (relu, leaky_relu, linear) aligns with the Jacobians it travels back "
+            "through (relu at He init: +0.5 decades over the top layers); measure such losses, do not compare "
+            "them with this profile")
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "loss", "batch", "finite_width"))
+def gradient_profile(cfg, q0=None, *, q_in=1.0, loss="projection", batch=DEFAULT_BATCH, finite_width=False):
     """Expected log10 ‖∂loss/∂h_l‖ − log10 ‖∂loss/∂h_L‖ after every block (entry l−1 for h_l).
 
     Mean field: ½ Σ_{k>l} log10 f_k with the per-block factors of the module docstring, evaluated along
     the q-trajectory from q0 (the transient, not only the fixed point). The last entry is exactly 0
-    (the reference). ``finite_width=True`` adds Hanin's drift of the mean log-norm, −Σ_{k>l} v_k/(4 ln 10).
+    (the reference). ``finite_width=True`` adds the width-N, batch-B drift of the mean log-norm,
+    −Σ_{k>l} v_k/(4 ln 10) (:func:`finite_width_variance`). The same quantity, loss and batch as
+    ``gradjax.empirical.gradient_profile(cfg, seeds).relative()`` at its defaults.
 
     Args:
       cfg: the network (static).
       q0: () second moment of h_0 (default 1 for mlp/resmlp with unit-variance inputs, 0 for rnn).
       q_in: () variance of the rnn input drive.
-      batch_size: B for batchnorm (static).
-      finite_width: include the width-N drift (static).
+      loss: "projection" (static), the only loss modelled: ⟨y, t⟩/B with random t; any other raises.
+      batch: B examples per network (static): batchnorm's rate and the finite-width drift depend on it.
+      finite_width: include the width-N drift (static; mlp / resmlp without norm).
 
     Returns:
       (L,) log10 units.
@@ -194,18 +311,24 @@ def gradient_profile(cfg, q0=None, *, q_in=1.0, batch_size=DEFAULT_BATCH_SIZE, f
     References: Schoenholz et al. 2017, arXiv:1611.01232; Yang et al. 2019, arXiv:1902.08129;
     Hanin 2018, arXiv:1801.03744.
     """
-    f, v = block_factors(cfg, q0, q_in=q_in, batch_size=batch_size)
-    lf = 0.5 * jnp.log10(f)
+    _check_loss(loss)
+    check_int("batch", batch)
+    lf = 0.5 * jnp.log10(block_factors(cfg, q0, q_in=q_in, batch=batch))
     if finite_width:
-        lf = lf - v / (4 * _LN10)
+        lf = lf - finite_width_variance(cfg, q0, q_in=q_in, batch=batch) / (4 * _LN10)
     return _from_factors(lf)
 
 
-@functools.partial(jax.jit, static_argnames=("cfg", "batch_size"))
-def gradient_spread(cfg, q0=None, *, q_in=1.0, batch_size=DEFAULT_BATCH_SIZE):
-    """Predicted std across seeds of log10(‖δ_l‖/‖δ_L‖) at width N (Hanin 2018): ½ √(Σ_{k>l} v_k)/ln 10.
+@functools.partial(jax.jit, static_argnames=("cfg", "loss", "batch"))
+def gradient_spread(cfg, q0=None, *, q_in=1.0, loss="projection", batch=DEFAULT_BATCH):
+    """Predicted std across seeds of log10(‖δ_l‖/‖δ_L‖) at width N and batch B: ½ √(Σ_{k>l} v_k)/ln 10.
 
-    Args: as :func:`gradient_profile`.
+    v_k from :func:`finite_width_variance` (module docstring: derivation and regime). At B = 1 this is
+    Hanin's per-input statement; a batch of B independent directions through the same weights averages
+    the per-example part (∝ 1/B) but not what the examples share (the weights, and the derivative
+    pattern as far as the examples' pre-activations are correlated).
+
+    Args: as :func:`gradient_profile` (no ``finite_width``: the spread exists only at finite width).
 
     Returns:
       (L,) log10 units; 0 for the last entry.
@@ -213,5 +336,6 @@ def gradient_spread(cfg, q0=None, *, q_in=1.0, batch_size=DEFAULT_BATCH_SIZE):
     References: Hanin 2018, "Which Neural Net Architectures Give Rise to Exploding and Vanishing
     Gradients?", arXiv:1801.03744 (Thm 1: Var log‖δ‖² grows with Σ 1/n_l).
     """
-    _, v = block_factors(cfg, q0, q_in=q_in, batch_size=batch_size)
+    _check_loss(loss)
+    v = finite_width_variance(cfg, q0, q_in=q_in, batch=batch)
     return 0.5 * jnp.sqrt(_from_factors(v)) / _LN10

@@ -96,7 +96,7 @@ def test_gradient_profile_members_equal_single_networks_and_chunking_is_bitwise(
 
     k3 = jax.random.key(3)
     x3 = default_inputs(cfg, k3, 8)
-    one = _grad_norms(cfg, init_params(cfg, k3), x3, default_targets(cfg, k3, 8, "mse"), "mse")
+    one = _grad_norms(cfg, init_params(cfg, k3), x3, default_targets(cfg, k3, 8, "projection"), "projection")
     np.testing.assert_allclose(prof.hidden[3], one.hidden, rtol=1e-6)
     n_compiled = _run_chunk._cache_size()
     again = gradient_profile(cfg, seeds=5, batch=8)
@@ -127,11 +127,6 @@ def test_gradient_profile_inputs_targets_and_losses():
         gradient_profile(cfg, seeds=2, inputs=jnp.zeros((3, 3, 6, 8)))
 
 
-def projection_loss(y, t):
-    """⟨y, t⟩ / B: its output cotangent t/B does not depend on the network (mean-field's setting)."""
-    return jnp.sum(y * t) / y.shape[0]
-
-
 def test_relu_at_sigma_w2_2_keeps_mean_squared_delta_flat():
     # He et al. 2015 (arXiv:1502.01852, Eq. 13): with σ_w² = 2, E‖δ_{l-1}‖² = E‖δ_l‖² for ReLU, for
     # an output cotangent independent of the weights (a random projection loss; with mse the
@@ -140,7 +135,7 @@ def test_relu_at_sigma_w2_2_keeps_mean_squared_delta_flat():
     # ‖δ_l‖² (linear) drifts by the finite-width spread only (≈ 0.04 in log10 per standard
     # deviation here); tolerance 0.15 in log10.
     cfg = NetConfig(depth=16, width=256, activation="relu", sigma_w2=2.0)
-    prof = gradient_profile(cfg, seeds=32, batch=16, loss=projection_loss)
+    prof = gradient_profile(cfg, seeds=32, batch=16)  # default loss: projection
     ms = jnp.mean(10.0 ** (2 * prof.hidden.astype(jnp.float64)), axis=0)
     assert abs(float(jnp.log10(ms[0] / ms[-1]))) < 0.15
     assert abs(float(fitted_slope(jnp.log10(ms)))) < 0.15 / cfg.depth
@@ -155,3 +150,16 @@ def test_summaries_closed_forms():
     v = jnp.arange(15.0).reshape(5, 3)
     np.testing.assert_allclose(seed_median(v), [6.0, 7.0, 8.0])
     np.testing.assert_allclose(seed_quantiles(v, (0.0, 1.0)), [[0.0, 1.0, 2.0], [12.0, 13.0, 14.0]])
+
+
+def test_relative_profile_is_the_norm_ratio_to_the_last_layer():
+    # log10(‖δ_l‖/‖δ_L‖) = log10‖δ_l‖ − log10‖δ_L‖: written out on a (S, L) array, JAX and NumPy alike
+    from gradjax.empirical import relative_profile
+
+    g = np.array([[1.0, 0.5, 2.0], [-3.0, -1.0, -2.0]])
+    want = np.array([[-1.0, -1.5, 0.0], [-1.0, 1.0, 0.0]])
+    np.testing.assert_array_equal(relative_profile(g), want)
+    assert isinstance(relative_profile(g), np.ndarray)
+    cfg = NetConfig(depth=3, width=8)
+    prof = gradient_profile(cfg, seeds=2, batch=4)
+    np.testing.assert_array_equal(prof.relative(), prof.hidden - prof.hidden[:, -1:])

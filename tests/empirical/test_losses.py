@@ -30,3 +30,13 @@ def test_registry_errors_and_callables():
         loss_fn(3)
     with pytest.raises(ValueError, match="shape"):
         loss_fn("mse")(jnp.zeros((2, 3)), jnp.zeros((2, 2)))
+
+
+def test_projection_is_inner_product_over_batch_and_its_cotangent_is_t_over_b(key):
+    y = jax.random.normal(key, (4, 3), jnp.float64)
+    t = jax.random.normal(jax.random.fold_in(key, 1), (4, 3), jnp.float64)
+    # definition: Σ_b Σ_o y·t / B, written out; its gradient in y is t/B whatever y is
+    np.testing.assert_allclose(loss_fn("projection")(y, t), float(np.sum(np.asarray(y) * np.asarray(t))) / 4, rtol=1e-12)
+    np.testing.assert_allclose(jax.grad(loss_fn("projection"))(y, t), np.asarray(t) / 4, rtol=1e-12)
+    with pytest.raises(ValueError, match="projection targets"):
+        loss_fn("projection")(y, t[:, :2])

@@ -87,7 +87,7 @@ def test_batchnorm_rates_closed_forms():
     # independent of σ_w², σ_b² (normalisation removes the scale), so the profile is a straight line
     for sw in (0.5, 3.0):
         cfg = NetConfig(depth=6, width=8, activation="relu", norm="batchnorm", sigma_w2=sw, sigma_b2=0.2)
-        prof = np.asarray(T.gradient_profile(cfg, batch_size=32))
+        prof = np.asarray(T.gradient_profile(cfg, batch=32))
         assert_allclose(np.diff(prof), -0.5 * math.log10(float(T.batchnorm_rate("relu", 32))), rtol=1e-12)
     with pytest.raises(ValueError, match="batch_size"):
         T.batchnorm_rate("relu", 3)
@@ -135,7 +135,7 @@ def test_slope_matches_simulation_at_width_1024(kw, batch):
     y = simulate_log_norms(cfg, seeds=8, batch=batch)  # (S, B, L) per example
     norms = 0.5 * np.log10(np.sum(10.0 ** (2 * y), axis=1))  # batch-summed ‖δ_l‖, (S, L)
     m = (norms - norms[:, -1:]).mean(0)
-    pred = np.asarray(T.gradient_profile(cfg.with_(dtype="float64"), batch_size=batch))
+    pred = np.asarray(T.gradient_profile(cfg.with_(dtype="float64"), batch=batch))
     s_mc, s_th = _slope(m, 0, 11), _slope(pred, 0, 11)
     assert abs(s_mc / s_th - 1) < 0.05, (s_mc, s_th)
 
@@ -154,10 +154,32 @@ def test_finite_width_drift_and_spread():
         c64 = cfg.with_(dtype="float64")
         s_mc = _slope(m, 0, 15)
         gaps.append(abs(s_mc / _slope(np.asarray(T.gradient_profile(c64)), 0, 15) - 1))
-        gaps_fw.append(abs(s_mc / _slope(np.asarray(T.gradient_profile(c64, finite_width=True)), 0, 15) - 1))
+        gaps_fw.append(abs(s_mc / _slope(np.asarray(T.gradient_profile(c64, batch=1, finite_width=True)), 0, 15) - 1))
         # std over seeds of log10(‖δ_l‖/‖δ_L‖), averaged over the 4 examples: within 15% at l = 1, 9
         sd = rel.std(0).mean(0)
-        sp = np.asarray(T.gradient_spread(c64))
+        sp = np.asarray(T.gradient_spread(c64, batch=1))  # per-example norms: one input per ratio
         assert_allclose(sd[[0, 8]], sp[[0, 8]], rtol=0.15)
     assert gaps[1] < gaps[0]          # measured: 4.3% at N = 128, 1.6% at N = 512
     assert gaps_fw[0] < gaps[0] and gaps_fw[1] < 0.02
+
+
+def test_profile_models_only_the_projection_loss():
+    cfg = NetConfig(depth=4, width=8, activation="relu", sigma_w2=2.0)
+    assert float(T.gradient_profile(cfg, loss="projection")[0]) == float(T.gradient_profile(cfg)[0])
+    for bad in ("mse", "xent", lambda y, t: (y * t).sum()):
+        with pytest.raises(ValueError, match="loss must be one of"):
+            T.gradient_profile(cfg, loss=bad)
+        with pytest.raises(ValueError, match="loss must be one of"):
+            T.gradient_spread(cfg, loss=bad)
+
+
+def test_finite_width_refuses_what_it_does_not_model():
+    for kw, field in ((dict(arch="rnn"), "arch"), (dict(norm="layernorm"), "norm"), (dict(norm="batchnorm"), "norm")):
+        cfg = NetConfig(depth=4, width=8, **kw)
+        with pytest.raises(ValueError, match=field):
+            T.gradient_spread(cfg)
+        with pytest.raises(ValueError, match=field):
+            T.gradient_profile(cfg, finite_width=True)
+        T.gradient_profile(cfg)  # the mean-field profile itself is modelled
+    with pytest.raises(ValueError, match="batch"):
+        T.gradient_spread(NetConfig(depth=4, width=8), batch=0)
