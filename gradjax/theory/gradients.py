@@ -209,14 +209,15 @@ def _square_derivative_pair(activation, q, c, slope):
     return _g.mehler_pair(lambda x: d(x) ** 2, lambda x: d(x) ** 2, q, q, c)
 
 
-def _dense_variance(mu1, mu2, kappa, rho, n, B):
-    """Relative variance of R = Σ_b‖D_b Wᵀδ_b‖²/Σ_b‖δ_b‖² for one dense block (module docstring)."""
-    return ((3.0 * mu2 / mu1**2 - 1.0) / B + (1.0 - 1.0 / B) * (kappa * (1.0 + 2.0 * rho) - 1.0)) / n
+def _dense_covariances(mu1, mu2, kappa, rho, n):
+    """(self, shared): relative variance of one example's ratio and covariance of two examples' ratios
+    for a dense block δ ↦ D Wᵀδ (module docstring)."""
+    return (3.0 * mu2 / mu1**2 - 1.0) / n, (kappa * (1.0 + 2.0 * rho) - 1.0) / n
 
 
-def _overlap_step(rho, mu1, kappa, m, n):
-    """Mean squared cosine of two examples' δ after Wᵀ then D: κ(1 + 2ρ)/N + (m/μ₁)² ρ (module docstring)."""
-    return kappa * (1.0 + 2.0 * rho) / n + (m / mu1) ** 2 * rho
+def _overlap_step(rho, mu1, kappa, m, n, shared):
+    """Mean squared cosine of two examples' δ after Wᵀ then D, normalised by E‖δ′_b‖²‖δ′_b′‖² (module docstring)."""
+    return (kappa * (1.0 + 2.0 * rho) / n + (m / mu1) ** 2 * rho * (1.0 - 1.0 / n)) / (1.0 + shared)
 
 
 def _derivative_statistics(cfg, q0, q_in):
@@ -230,6 +231,45 @@ def _derivative_statistics(cfg, q0, q_in):
     kappa = jax.vmap(lambda t, r: _square_derivative_pair(act, t, r, sl))(q, c) / mu1**2
     m = jax.vmap(lambda t, r: _g.derivative_pair_moment(act, t, t, r, slope=sl))(q, c)
     return mu1, mu2, kappa, m
+
+
+def _block_variances(cfg, q0, q_in, batch):
+    """(v, B_eff): (L,) each, block l's relative variance and the effective batch it sees (module docstring)."""
+    _check_finite_width(cfg, batch)
+    g = _f(cfg.alpha) ** 2 * _f(cfg.sigma_w2)
+    n, B = float(cfg.width), float(batch)
+    mu1, mu2, kappa, m = _derivative_statistics(cfg, q0, q_in)
+    # δ_L = D_L W_out t_b/B: the readout is a step from directions t_b of overlap 1/out_dim
+    rho_top = _overlap_step(1.0 / cfg.out_dim, mu1[-1], kappa[-1], m[-1], n,
+                            _dense_covariances(mu1[-1], mu2[-1], kappa[-1], 1.0 / cfg.out_dim, n)[1])
+
+    def block(carry, d):  # block l: δ_l (overlap ρ, per-example log-norm variance σ²) → δ_{l−1}, D_{l−1}'s d
+        rho, sig2 = carry
+        mu1_, mu2_, kappa_, m_ = d
+        b_eff = _effective_batch(B, sig2)
+        own, shared = _dense_covariances(mu1_, mu2_, kappa_, rho, n)
+        if cfg.arch == "mlp":
+            rho_next = _overlap_step(rho, mu1_, kappa_, m_, n, shared)
+        else:  # resmlp: δ + α D Wᵀδ; the linear term is odd in W, so uncorrelated with the rest
+            gm = g * mu1_
+            own = (4 * gm / n + gm**2 * own) / (1 + gm) ** 2
+            shared_d = shared
+            shared = (4 * g * m_ * rho / n + gm**2 * shared_d) / (1 + gm) ** 2
+            rho_next = ((rho * (1 + g * m_) ** 2 * (1 - 1 / n) + 2 * gm * (1 + rho) / n
+                         + gm**2 * kappa_ * (1 + 2 * rho) / n) / ((1 + gm) ** 2 * (1 + shared)))
+        v = own / b_eff + (1 - 1 / b_eff) * shared
+        return (rho_next, sig2 + jnp.maximum(own - shared, 0.0)), (v, b_eff)
+
+    stats = tuple(x[:-1] for x in (mu1, mu2, kappa, m))  # D_{l−1} for l = 1..L
+    _, out = jax.lax.scan(block, (rho_top, jnp.zeros_like(rho_top)), stats, reverse=True)
+    return out
+
+
+def _effective_batch(B, sig2):
+    """B_eff = 1/E Σ_b w_b², w_b = ‖δ_b‖²/Σ‖δ‖², for log-normal per-example norms of log-variance σ²:
+    e^{σ²}/B for B ≫ e^{σ²}, 1 for B = 1, interpolated as B_eff = (B + e^{σ²} − 1)/e^{σ²}."""
+    e = jnp.exp(jnp.minimum(sig2, 50.0))
+    return (B + e - 1.0) / e
 
 
 def finite_width_variance(cfg, q0=None, *, q_in=1.0, batch=DEFAULT_BATCH):
@@ -247,28 +287,79 @@ def finite_width_variance(cfg, q0=None, *, q_in=1.0, batch=DEFAULT_BATCH):
 
     References: Hanin 2018, arXiv:1801.03744 (B = 1).
     """
-    _check_finite_width(cfg, batch)
-    g = _f(cfg.alpha) ** 2 * _f(cfg.sigma_w2)
-    n, B = float(cfg.width), float(batch)
-    mu1, mu2, kappa, m = _derivative_statistics(cfg, q0, q_in)
-    # δ_L = D_L W_out t_b/B: the readout is a step from directions t_b of overlap 1/out_dim
-    rho_top = _overlap_step(1.0 / cfg.out_dim, mu1[-1], kappa[-1], m[-1], n)
+    return _block_variances(cfg, q0, q_in, batch)[0]
 
-    def block(rho, d):  # block l: δ_l (overlap ρ) → δ_{l−1}, with D_{l−1}'s statistics d
-        mu1_, mu2_, kappa_, m_ = d
-        dense = _dense_variance(mu1_, mu2_, kappa_, rho, n, B)
-        if cfg.arch == "mlp":
-            return jnp.minimum(_overlap_step(rho, mu1_, kappa_, m_, n), 1.0), dense
-        # resmlp: δ + α D Wᵀδ; the linear term is odd in W, so uncorrelated with the rest
-        gm = g * mu1_
-        linear = 4 * g * (mu1_ / B + (1 - 1 / B) * m_ * rho) / n
-        v = (linear + gm**2 * dense) / (1 + gm) ** 2
-        rho_next = (rho * (1 + g * m_) ** 2 + 2 * gm * (1 + rho) / n + gm**2 * kappa_ * (1 + 2 * rho) / n) / (1 + gm) ** 2
-        return jnp.minimum(rho_next, 1.0), v
 
-    stats = tuple(x[:-1] for x in (mu1, mu2, kappa, m))  # D_{l−1} for l = 1..L
-    _, v = jax.lax.scan(block, jnp.minimum(rho_top, 1.0), stats, reverse=True)
-    return v
+def _forward_length_statistics(cfg, q0, q_in, b_eff):
+    """Per h_i (i = 0..L−1, the input of block i+1): s_i, a_i, Var η̄_i, Cov(ξ_{i+1}, η̄_{i+1}) (module docstring)."""
+    act, sl = cfg.activation, cfg.leaky_slope
+    sw = _f(cfg.sigma_w2)
+    n = float(cfg.width)
+    q_all = length_recursion(cfg, _default_q0(cfg, q0), q_in)[0]
+    q, q_next = q_all[:-1], q_all[1:]
+    c = jnp.concatenate([jnp.zeros((1,), q.dtype), c_profile(cfg, q0, 0.0)])[:-1]
+    phi = resolve_activation(act, slope=sl)
+    d = _g.derivative(phi)
+    sq, dsq = (lambda x: phi(x) ** 2), (lambda x: d(x) ** 2)
+
+    def one(t, r, B):
+        mu1 = _g.derivative_moment(act, t, slope=sl)
+        s = t * jax.grad(lambda u: _g.derivative_moment(act, u, slope=sl))(t) / mu1  # d ln μ₁/d ln q
+        V = _g.second_moment(act, t, slope=sl)
+        dV = jax.grad(lambda u: _g.second_moment(act, u, slope=sl))(t)
+        var_own = _g.expect(lambda x: sq(x) ** 2, t) - V**2
+        var_shared = _g.mehler_pair(sq, sq, t, t, r) - V**2
+        cov_own = _g.expect(lambda x: dsq(x) * sq(x), t) - mu1 * V
+        cov_shared = _g.mehler_pair(dsq, sq, t, t, r) - mu1 * V
+        return s, dV, mu1, var_own / B + (1 - 1 / B) * var_shared, cov_own / B + (1 - 1 / B) * cov_shared
+
+    s, dV, mu1, var_s, cov_s = jax.vmap(one)(q, c, b_eff)
+    a = sw * dV * q / q_next  # ε_{i+1} = a ε_i + η̄_{i+1}, a = d ln Q/d ln q at q_i
+    var_eta = sw**2 * var_s / (n * q_next**2)  # η̄_{i+1}: the sample mean of φ(h_i)² over N units, batch-averaged
+    cov_xi_eta = sw * cov_s / (n * q_next * mu1)  # block i+1's derivative noise with η̄_{i+1}: the same h_i
+    return s, a, var_eta, cov_xi_eta
+
+
+def _forward_length_covariance(cfg, q0, q_in, batch):
+    """(L, L) covariance of the blocks' log-factor fluctuations through the forward length (module docstring).
+
+    Block k's factor moves by s_{k−1} ε̄_{k−1}, ε̄ the batch mean of ln(q̃/q), an AR(1) along depth
+    (coefficient a, innovations η̄ from the sample mean of φ² over N units, correlated with the block's own
+    derivative noise). Zero for scale-free φ (relu family: s = 0); resmlp is left at zero (not derived).
+    """
+    L = cfg.depth
+    if cfg.arch != "mlp":
+        return jnp.zeros((L, L))
+    b_eff = _block_variances(cfg, q0, q_in, batch)[1]  # block i+1 weighs the examples' h_i
+    s, a, var_eta, cov_xi_eta = _forward_length_statistics(cfg, q0, q_in, b_eff)
+
+    def var_step(p, x):
+        a_, ve = x
+        p = a_**2 * p + ve
+        return p, p
+
+    p0 = 2.0 / (cfg.in_dim * b_eff[0])  # h_0 = x W_in: ‖x‖²/in_dim of a unit Gaussian input, per example
+    _, p_rest = jax.lax.scan(var_step, p0, (a[:-1], var_eta[:-1]))
+    P = jnp.concatenate([p0[None], p_rest])  # Var ε̄_i, i = 0..L−1
+    # A[i, j] = ∏_{m=i+1..j} a_m for j ≥ i (a_m maps ε_{m−1} → ε_m: entry m−1 of ``a``), else 0
+    la = jnp.concatenate([jnp.zeros((1,), s.dtype), jnp.cumsum(jnp.log(jnp.maximum(a[:-1], 1e-300)))])
+    i, j = jnp.arange(L)[:, None], jnp.arange(L)[None, :]
+    A = jnp.where(j >= i, jnp.exp(la[None, :] - la[:, None]), 0.0)
+    eps_cov = P[:, None] * A  # Cov(ε̄_i, ε̄_j), i ≤ j (upper triangle)
+    # blocks k < j (0-based rows k, columns j: block k+1 uses ε̄_k, block j+1 uses ε̄_j)
+    upper = s[:, None] * s[None, :] * eps_cov
+    # block k+1's own noise ξ with ε̄_j for j ≥ k+1: Cov(ξ, η̄_{k+1}) · A[k+1, j]
+    A_next = jnp.concatenate([A[1:], jnp.zeros((1, L), s.dtype)], axis=0)
+    upper = upper + jnp.where(j > i, cov_xi_eta[:, None] * A_next * s[None, :], 0.0)
+    C = jnp.where(j > i, upper, 0.0)
+    return C + C.T + jnp.diag(s**2 * P)
+
+
+def _suffix_variance(v, C):
+    """Entry l−1: Σ_{k,j > l} (diag(v) + C)_{kj}, the variance of the log-factor sum over the blocks above h_l."""
+    tot = jnp.diag(v) + C
+    suf = jnp.cumsum(jnp.cumsum(tot[::-1, ::-1], axis=0), axis=1)[::-1, ::-1]
+    return jnp.concatenate([jnp.diagonal(suf)[1:], jnp.zeros((1,), v.dtype)])
 
 
 def _from_factors(log10_f):
@@ -288,12 +379,12 @@ def _check_loss(loss):
 
 
 @functools.partial(jax.jit, static_argnames=("cfg", "loss", "batch", "finite_width"))
-def gradient_profile(cfg, q0=None, *, q_in=1.0, loss="projection", batch=DEFAULT_BATCH, finite_width=False):
+def gradient_profile(cfg, q0=None, *, q_in=1.0, loss="projection", batch=DEFAULT_BATCH, finite_width=None):
     """Expected log10 ‖∂loss/∂h_l‖ − log10 ‖∂loss/∂h_L‖ after every block (entry l−1 for h_l).
 
     Mean field: ½ Σ_{k>l} log10 f_k with the per-block factors of the module docstring, evaluated along
     the q-trajectory from q0 (the transient, not only the fixed point). The last entry is exactly 0
-    (the reference). ``finite_width=True`` adds the width-N, batch-B drift of the mean log-norm,
+    (the reference). The finite-width form adds the width-N, batch-B drift of the mean log-norm,
     −Σ_{k>l} v_k/(4 ln 10) (:func:`finite_width_variance`). The same quantity, loss and batch as
     ``gradjax.empirical.gradient_profile(cfg, seeds).relative()`` at its defaults.
 
@@ -303,7 +394,9 @@ def gradient_profile(cfg, q0=None, *, q_in=1.0, loss="projection", batch=DEFAULT
       q_in: () variance of the rnn input drive.
       loss: "projection" (static), the only loss modelled: ⟨y, t⟩/B with random t; any other raises.
       batch: B examples per network (static): batchnorm's rate and the finite-width drift depend on it.
-      finite_width: include the width-N drift (static; mlp / resmlp without norm).
+      finite_width: include the width-N, batch-B drift (static). ``None`` (default): included where it
+        is modelled (``cfg.arch`` in ``FINITE_WIDTH_ARCHS`` with ``norm="none"``), mean field elsewhere;
+        ``True``: included, refused (ValueError) where not modelled; ``False``: mean field (N → ∞).
 
     Returns:
       (L,) log10 units.
@@ -314,6 +407,8 @@ def gradient_profile(cfg, q0=None, *, q_in=1.0, loss="projection", batch=DEFAULT
     _check_loss(loss)
     check_int("batch", batch)
     lf = 0.5 * jnp.log10(block_factors(cfg, q0, q_in=q_in, batch=batch))
+    if finite_width is None:
+        finite_width = cfg.arch in FINITE_WIDTH_ARCHS and cfg.norm == "none"
     if finite_width:
         lf = lf - finite_width_variance(cfg, q0, q_in=q_in, batch=batch) / (4 * _LN10)
     return _from_factors(lf)
@@ -338,4 +433,5 @@ def gradient_spread(cfg, q0=None, *, q_in=1.0, loss="projection", batch=DEFAULT_
     """
     _check_loss(loss)
     v = finite_width_variance(cfg, q0, q_in=q_in, batch=batch)
-    return 0.5 * jnp.sqrt(_from_factors(v)) / _LN10
+    C = _forward_length_covariance(cfg, q0, q_in, batch)
+    return 0.5 * jnp.sqrt(jnp.maximum(_suffix_variance(v, C), 0.0)) / _LN10

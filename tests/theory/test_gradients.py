@@ -62,12 +62,12 @@ def test_profile_closed_forms():
     cfg = NetConfig(depth=L, width=16, activation="relu", sigma_w2=2.6, sigma_b2=0.1, dtype="float64")
     # relu: every factor is χ₁ = σ_w²/2 whatever q is, so entry l−1 = ½ (L − l) log10(σ_w²/2)
     want = 0.5 * (L - np.arange(1, L + 1)) * math.log10(1.3)
-    assert_allclose(np.asarray(T.gradient_profile(cfg)), want, rtol=1e-12, atol=1e-15)
+    assert_allclose(np.asarray(T.gradient_profile(cfg, finite_width=False)), want, rtol=1e-12, atol=1e-15)
     assert float(T.gradient_profile(cfg)[-1]) == 0.0
     # residual relu: 1 + α² σ_w²/2 per block
     res = cfg.with_(arch="resmlp", residual_scale=0.5)
     want = 0.5 * (L - np.arange(1, L + 1)) * math.log10(1 + 0.25 * 1.3)
-    assert_allclose(np.asarray(T.gradient_profile(res)), want, rtol=1e-12, atol=1e-15)
+    assert_allclose(np.asarray(T.gradient_profile(res, finite_width=False)), want, rtol=1e-12, atol=1e-15)
     # rnn with a linear activation: σ_w² per step
     rnn = NetConfig(depth=L, width=16, arch="rnn", activation="linear", sigma_w2=0.8, dtype="float64")
     assert_allclose(np.asarray(T.gradient_profile(rnn)), 0.5 * (L - np.arange(1, L + 1)) * math.log10(0.8),
@@ -153,7 +153,7 @@ def test_finite_width_drift_and_spread():
         m = rel.mean((0, 1))
         c64 = cfg.with_(dtype="float64")
         s_mc = _slope(m, 0, 15)
-        gaps.append(abs(s_mc / _slope(np.asarray(T.gradient_profile(c64)), 0, 15) - 1))
+        gaps.append(abs(s_mc / _slope(np.asarray(T.gradient_profile(c64, finite_width=False)), 0, 15) - 1))
         gaps_fw.append(abs(s_mc / _slope(np.asarray(T.gradient_profile(c64, batch=1, finite_width=True)), 0, 15) - 1))
         # std over seeds of log10(‖δ_l‖/‖δ_L‖), averaged over the 4 examples: within 15% at l = 1, 9
         sd = rel.std(0).mean(0)
