@@ -20,7 +20,8 @@ Measured across seeds (``gradjax.empirical``), theory beside it (``gradjax.theor
 
 1. **Gradient-norm profiles** log10 ‖∂loss/∂h_l‖ − log10 ‖∂loss/∂h_L‖ (``gradjax.empirical.gradient_profile``
    at its defaults: the projection loss ⟨y, t⟩/B on unit Gaussian inputs and directions t) against the
-   mean-field profile ½ Σ_{k>l} log10 σ_w² E[φ′(√q_{k−1} z)²] of the same loss and batch.
+   mean-field profile ½ Σ_{k>l} log10 σ_w² E[φ′(√q_{k−1} z)²] of the same loss and batch, with the
+   finite-width drift at the cell's width (``gradjax.theory.gradient_profile``'s defaults).
 2. **End-to-end Jacobian spectrum**: log10 singular values of ∂h_L/∂h_0 (``layers="end"``, exact SVD),
    pooled over seeds, against the free-probability density of Pennington et al. 2017/2018
    (``gradjax.theory.jacobian_spectrum``). That density assumes every layer sits at one q; it is
