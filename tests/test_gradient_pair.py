@@ -25,6 +25,7 @@ def test_the_pair_has_the_same_loss_and_batch_defaults():
     assert _defaults(T.gradient_spread)["batch"] == em["batch"]
 
 
+@pytest.mark.slow
 def test_relu_he_measured_median_matches_the_default_theory_within_0p05_decades():
     # relu / He, L = 50, N = 256, every default (projection loss, batch 64, float32): the seed median of
     # log10 ‖δ_l‖/‖δ_L‖ within 0.05 decades of theory.gradient_profile(cfg) at every layer. 16 seeds: the
@@ -35,6 +36,7 @@ def test_relu_he_measured_median_matches_the_default_theory_within_0p05_decades(
     assert np.max(np.abs(measured - predicted)) < 0.05, np.abs(measured - predicted).max()
 
 
+@pytest.mark.slow
 def test_resmlp_relu_slope_matches_the_default_theory_within_5_percent():
     # resmlp relu, α = 0.3, σ_w² = 2, L = 50, N = 256, 8 seeds, defaults: the fitted slope of the seed-median
     # profile within 5% of the theory's (mean field: ½ log10(1 + α²σ_w²/2) ≈ 0.0187 per layer).

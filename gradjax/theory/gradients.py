@@ -315,7 +315,7 @@ def _forward_length_statistics(cfg, q0, q_in, b_eff):
         mu1 = _g.derivative_moment(act, t, slope=sl)
         s = t * jax.grad(lambda u: _g.derivative_moment(act, u, slope=sl))(t) / mu1  # d ln μ₁/d ln q
         V = _g.second_moment(act, t, slope=sl)
-        dV = jax.grad(lambda u: _g.second_moment(act, u, slope=sl))(t)
+        dV = _g.q_map_slope_kernel(act, t, slope=sl)
         var_own = _g.expect(lambda x: sq(x) ** 2, t) - V**2
         var_shared = _g.mehler_pair(sq, sq, t, t, r) - V**2
         cov_own = _g.expect(lambda x: dsq(x) * sq(x), t) - mu1 * V
