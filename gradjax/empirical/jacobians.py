@@ -35,7 +35,7 @@ import numpy as np
 from gradjax._validate import check_choice, check_int
 from gradjax.config import DTYPES, NetConfig
 from gradjax.empirical._seeds import data_key, default_inputs, itemsize, keys_of, map_seeds, per_seed_inputs
-from gradjax.empirical.lanczos import gauss_quadrature, lanczos_tridiagonal, unit_probe
+from gradjax.empirical.lanczos import gauss_quadrature, lanczos_tridiagonal, smoothed_density, unit_probe
 from gradjax.empirical.propagate import apply_block, backward_walk, block_params, forward_taps, normalize
 from gradjax.nn.stack import init_params
 
@@ -357,13 +357,7 @@ class SpectralQuadrature(NamedTuple):
     def density(self, grid, bandwidth: float = 0.05) -> jax.Array:
         """Density in log10 σ on ``grid`` (m,), the nodes smoothed by a Gaussian of width ``bandwidth``
         (decades): (S, n_layers, m). Nodes at −inf (unresolved) contribute nothing."""
-        if not bandwidth > 0:
-            raise ValueError(f"bandwidth must be > 0 (decades), got {bandwidth!r}")
-        grid = jnp.asarray(grid, self.weights.dtype)
-        finite = jnp.isfinite(self.log10_sv)
-        z = (_lead(grid[:, None], finite.ndim + 1) - jnp.where(finite, self.log10_sv, 0)[..., None, :]) / bandwidth
-        k = jnp.where(finite[..., None, :], jnp.exp(-0.5 * z**2), 0) / (bandwidth * jnp.sqrt(2 * jnp.pi))
-        return jnp.sum(k * self.weights[..., None, :], axis=-1)
+        return smoothed_density(self.log10_sv, self.weights, grid, bandwidth)
 
 
 def jacobian_spectral_density(cfg: NetConfig, seeds=8, inputs=None, layers="all", *, k: int = DEFAULT_LANCZOS_K,
