@@ -33,3 +33,7 @@ c_profile = _model.config_or_model(_act.c_profile, _model.model_c_profile)
 jacobian_spectrum = _model.config_or_model(_jac.jacobian_spectrum, _model.model_jacobian_spectrum)
 jacobian_spectral_density = _model.config_or_model(_jac.jacobian_spectral_density,
                                                    _model.model_jacobian_spectral_density)
+from gradjax.empirical.hessian import HessianSpectrum as HessianSpectrum
+from gradjax.empirical.hessian import hessian_blocks as hessian_blocks
+from gradjax.empirical.hessian import hessian_spectrum as hessian_spectrum
+from gradjax.empirical.hessian import hvp as hvp

@@ -106,3 +106,18 @@ def smoothed_density(nodes: jax.Array, weights: jax.Array, grid, bandwidth: floa
     z = (grid.reshape(lead + (-1, 1)) - jnp.where(finite, nodes, 0)[..., None, :]) / bandwidth
     kern = jnp.where(finite[..., None, :], jnp.exp(-0.5 * z**2), 0) / (bandwidth * jnp.sqrt(2 * jnp.pi))
     return jnp.sum(kern * weights[..., None, :], axis=-1)
+
+
+def orthogonal_probes(key: jax.Array, p: int, n: int, dtype) -> jax.Array:
+    """(p, n) unit probes, orthonormal in blocks of n (Haar-distributed: QR of a Gaussian with signs fixed).
+
+    Each probe is uniform on the sphere, so the SLQ average stays unbiased; orthogonality removes the
+    variance of the estimate of tr f(A)/n by the factor (n − p)/(n − 1) (sampling directions without
+    replacement), and p = n orthonormal probes give tr f(A)/n exactly up to the quadrature.
+    """
+    blocks = []
+    for i in range(-(-p // n)):
+        g = jax.random.normal(jax.random.fold_in(key, i), (n, min(n, p - i * n)), dtype)
+        q, r = jnp.linalg.qr(g)
+        blocks.append((q * jnp.where(jnp.diagonal(r) < 0, -1.0, 1.0).astype(dtype)[None, :]).T)
+    return jnp.concatenate(blocks, axis=0)

@@ -19,3 +19,6 @@ from gradjax.train.optim import weight_mask as weight_mask
 from gradjax.train.loop import History as History
 from gradjax.train.loop import minibatch_indices as minibatch_indices
 from gradjax.train.loop import train as train
+from gradjax.train.monitor import GradientFlowRecord as GradientFlowRecord
+from gradjax.train.monitor import gradient_flow_monitor as gradient_flow_monitor
+from gradjax.train.monitor import gradient_flow_records as gradient_flow_records
