@@ -125,6 +125,10 @@ def batchnorm_rate(activation, batch_size=DEFAULT_BATCH, *, slope=None):
     """Per-layer growth λ_B of E‖δ‖² in a batch-normalized MLP at initialization (any σ_w², σ_b²).
 
     λ_B = B T / (a (B−1)(B−3)) (module docstring); (B−2)/(B−3) for linear, → π/(π−1) for relu as B → ∞.
+    T and a are expectations over x uniform on {x : Σx = 0, ‖x‖² = B}, by quadrature over its exact one-
+    and two-coordinate marginals split at the activation's kinks (``gradjax.theory.sphere``; ≲1e-9
+    relative, checked against a 10⁶-sample Monte Carlo of the sphere for every registry activation). A
+    callable activation has no known kinks: its rule is not split.
 
     Args:
       activation: registry name or elementwise callable (static).
