@@ -19,11 +19,24 @@ from gradjax._validate import check_choice, check_int, check_real
 from gradjax.nn.activations import ACTIVATIONS, DEFAULT_LEAKY_SLOPE, DEFAULT_PRELU_SLOPE, SLOPED
 from gradjax.nn.init import INITIALIZERS, SCALED, weight_sigma_w2
 
-ARCHS = ("mlp", "resmlp", "rnn")
+#: Archs whose state is one width-N vector per example (the dense zoo).
+DENSE_ARCHS = ("mlp", "resmlp", "rnn")
+ARCHS = DENSE_ARCHS + ("cnn", "transformer")
 NORMS = ("none", "batchnorm", "layernorm", "rmsnorm")
 NORM_POSITIONS = ("pre", "post")
 DTYPES = ("float32", "float64")
 RESIDUAL_SCALE_RULES = ("1/sqrt(L)",)
+#: residual_scale of a transformer without skip connections (pure attention / MLP blocks).
+NO_SKIP = "none"
+#: Weight schemes of a cnn's convolution kernels (delta_orthogonal: Xiao et al. 2018, arXiv:1806.05393).
+CNN_INITS = ("gaussian", "delta_orthogonal")
+_SCALED_ALL = SCALED + ("delta_orthogonal",)  # schemes whose σ_w² is set by the config
+_CNN_NORMS = ("none",)
+_TRANSFORMER_NORMS = ("none", "layernorm", "rmsnorm")
+DEFAULT_KERNEL_SIZE = 3
+#: Fields that exist for one arch only (None elsewhere), with the arch.
+_ARCH_FIELDS = {"spatial": "cnn", "kernel_size": "cnn", "tokens": "transformer", "heads": "transformer",
+                "mlp": "transformer"}
 _RNN_NORMS = ("none", "layernorm", "rmsnorm")  # batch statistics shared across time steps are ill-defined
 #: Examples per network where theory and measurement take a batch (``batch=`` of the gradient profiles on
 #: both sides): one default, so that the pair compares at the same batch without being told.
@@ -40,6 +53,14 @@ class NetConfig:
     * ``resmlp``: ``h_l = h_{l-1} + α (W_l φ(h_{l-1}) + b_l)``
     * ``rnn``:    ``h_t = W φ(h_{t-1}) + U x_t + b`` (weights shared over the ``depth`` time steps;
       this is the vanilla RNN s_t = φ(W s_{t-1} + U x_t + b) written in its pre-activation a_t)
+    * ``cnn``:    ``h_l = W_l ∗ φ(h_{l-1}) + b_l``, a circular convolution of a feature map of shape
+      ``spatial + (width,)`` with a ``kernel_size``^d kernel (see ``gradjax.nn.conv``)
+    * ``transformer``: ``tokens`` tokens of width N through softmax attention (``heads`` heads) and,
+      with ``mlp=True``, an MLP, each a branch ``h + α·branch(norm(h))`` (pre) or
+      ``norm(h + α·branch(h))`` (post); ``residual_scale="none"`` drops the skip (see ``gradjax.nn.attention``)
+
+    The state carried from block to block is flattened per example: ``h_l`` has shape (B, D) with
+    ``D = state_size`` = N (mlp/resmlp/rnn), prod(spatial)·N (cnn), tokens·N (transformer).
 
     with an input layer ``h_0 = x W_in + b_in`` (mlp/resmlp; ``h_0 = 0`` for rnn) and a readout
     ``y = φ(h_L) W_out + b_out``. A norm (if any) normalizes the block's input (``pre``) or its
@@ -56,7 +77,13 @@ class NetConfig:
       sigma_b2: bias variance σ_b² (biases ~ N(0, σ_b²)).
       norm: "none" | "batchnorm" | "layernorm" | "rmsnorm".
       norm_position: "pre" | "post".
-      residual_scale: branch scale α of resmlp, a positive number or "1/sqrt(L)".
+      residual_scale: branch scale α of resmlp and transformer, a positive number or "1/sqrt(L)";
+        transformer also "none" (no skip connection).
+      spatial: cnn only: the feature map's spatial shape, (H, W) or (T,).
+      kernel_size: cnn only: odd kernel size k ≤ every spatial size (default 3).
+      tokens: transformer only: number of tokens T.
+      heads: transformer only: attention heads (default 1), dividing ``width``.
+      mlp: transformer only: whether each block has an MLP after the attention (default True).
       leaky_slope: negative-side slope of leaky_relu (default 0.01) or initial slope of prelu (0.25).
       dtype: "float32" | "float64" (float64 needs ``jax.config.update("jax_enable_x64", True)``).
     """
@@ -75,6 +102,11 @@ class NetConfig:
     residual_scale: Union[float, str, None] = None
     leaky_slope: float | None = None
     dtype: str = "float32"
+    spatial: tuple | None = None
+    kernel_size: int | None = None
+    tokens: int | None = None
+    heads: int | None = None
+    mlp: bool | None = None
 
     def __post_init__(self):
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 — frozen dataclass
@@ -90,7 +122,10 @@ class NetConfig:
         for f in ("depth", "width", "in_dim", "out_dim"):
             set_(f, int(getattr(self, f)))
         check_choice("activation", self.activation, tuple(ACTIVATIONS))
-        check_choice("init", self.init, tuple(INITIALIZERS))
+        if self.arch == "cnn":
+            check_choice("init (for arch='cnn')", self.init, CNN_INITS)
+        else:
+            check_choice("init", self.init, tuple(INITIALIZERS))
         check_choice("norm", self.norm, NORMS)
         check_choice("norm_position", self.norm_position, NORM_POSITIONS)
         check_choice("dtype", self.dtype, DTYPES)
@@ -101,12 +136,13 @@ class NetConfig:
             )
 
         # Weight variance: explicit only where the scheme takes it.
-        effective = weight_sigma_w2(self.init, self.width, self.width, 1.0 if self.sigma_w2 is None else self.sigma_w2)
+        given = 1.0 if self.sigma_w2 is None else self.sigma_w2
+        effective = given if self.init == "delta_orthogonal" else weight_sigma_w2(self.init, self.width, self.width, given)
         if self.sigma_w2 is None:
             set_("sigma_w2", effective)
         else:
             check_real("sigma_w2", self.sigma_w2, minimum=0.0, strict=True)
-            if self.init not in SCALED and not math.isclose(self.sigma_w2, effective, rel_tol=1e-12):
+            if self.init not in _SCALED_ALL and not math.isclose(self.sigma_w2, effective, rel_tol=1e-12):
                 raise ValueError(
                     f"sigma_w2 does not apply to init={self.init!r} (its variance is fixed: σ_w² = {effective}), "
                     f"got sigma_w2={self.sigma_w2!r}; use init in {list(SCALED)} to set the scale"
@@ -128,17 +164,18 @@ class NetConfig:
             )
 
         # Residual branch scale.
-        if self.arch == "resmlp":
+        if self.arch in ("resmlp", "transformer"):
             a = 1.0 if self.residual_scale is None else self.residual_scale
             if isinstance(a, str):
-                check_choice("residual_scale", a, RESIDUAL_SCALE_RULES)
+                rules = RESIDUAL_SCALE_RULES + ((NO_SKIP,) if self.arch == "transformer" else ())
+                check_choice("residual_scale", a, rules)
             else:
                 check_real("residual_scale", a, minimum=0.0, strict=True)
                 a = float(a)
             set_("residual_scale", a)
         elif self.residual_scale is not None:
             raise ValueError(
-                f"residual_scale applies only to arch='resmlp', got residual_scale={self.residual_scale!r} "
+                f"residual_scale applies only to arch in ['resmlp', 'transformer'], got residual_scale={self.residual_scale!r} "
                 f"with arch={self.arch!r}"
             )
 
@@ -147,16 +184,63 @@ class NetConfig:
                 f"norm={self.norm!r} does not apply to arch='rnn' (batch statistics shared across time "
                 f"steps); allowed for rnn: {list(_RNN_NORMS)}"
             )
+        self._check_arch_fields(set_)
+
+    def _check_arch_fields(self, set_) -> None:
+        """Validates (and resolves the defaults of) the fields of cnn and transformer."""
+        for f, arch in _ARCH_FIELDS.items():
+            if self.arch != arch and getattr(self, f) is not None:
+                raise ValueError(f"{f} applies only to arch={arch!r}, got {f}={getattr(self, f)!r} with arch={self.arch!r}")
+        if self.arch == "cnn":
+            sp = self.spatial
+            if not isinstance(sp, (tuple, list)) or len(sp) not in (1, 2):
+                raise ValueError(f"spatial must be a tuple (H, W) or (T,) of ints >= 1 for arch='cnn', got {sp!r}")
+            for v in sp:
+                check_int("spatial", v)
+            set_("spatial", tuple(int(v) for v in sp))
+            k = DEFAULT_KERNEL_SIZE if self.kernel_size is None else self.kernel_size
+            check_int("kernel_size", k)
+            if k % 2 == 0 or k > min(self.spatial):
+                raise ValueError(f"kernel_size must be odd and <= every spatial size {self.spatial}, got {k!r}")
+            set_("kernel_size", int(k))
+            check_choice("norm (for arch='cnn')", self.norm, _CNN_NORMS)
+        if self.arch == "transformer":
+            check_int("tokens", self.tokens)
+            heads = 1 if self.heads is None else self.heads
+            check_int("heads", heads)
+            if self.width % heads:
+                raise ValueError(f"heads must divide width={self.width}, got heads={heads!r}")
+            mlp = True if self.mlp is None else self.mlp
+            if not isinstance(mlp, bool):
+                raise TypeError(f"mlp must be True or False, got {mlp!r}")
+            check_choice("norm (for arch='transformer')", self.norm, _TRANSFORMER_NORMS)
+            set_("tokens", int(self.tokens))
+            set_("heads", int(heads))
+            set_("mlp", mlp)
 
     # ---- derived quantities -------------------------------------------------------------------
     @property
     def alpha(self) -> float:
-        """Residual branch scale α as a number (1.0 for non-residual archs)."""
-        if self.arch != "resmlp":
+        """Residual branch scale α as a number (1.0 for non-residual archs and for a transformer without skip)."""
+        if self.arch not in ("resmlp", "transformer") or self.residual_scale == NO_SKIP:
             return 1.0
         if isinstance(self.residual_scale, str):
             return 1.0 / math.sqrt(self.depth)
         return float(self.residual_scale)
+
+    @property
+    def skip(self) -> bool:
+        """Whether blocks add their input back (resmlp; transformer unless residual_scale="none")."""
+        return self.arch == "resmlp" or (self.arch == "transformer" and self.residual_scale != NO_SKIP)
+
+    @property
+    def state_size(self) -> int:
+        """D, the size of one example's state h_l: N, prod(spatial)·N (cnn) or tokens·N (transformer)."""
+        if self.arch == "cnn":
+            return math.prod(self.spatial) * self.width
+        if self.arch == "transformer":
+            return self.tokens * self.width
+        return self.width
 
     @property
     def jnp_dtype(self):
@@ -180,12 +264,13 @@ class NetConfig:
             "in_dim": ("width",) if self.in_dim == self.width else (),
             "out_dim": ("width",) if self.out_dim == self.width else (),
             "residual_scale": ("arch",),
+            **{f: ("arch",) for f in _ARCH_FIELDS},
         }
         for field, sources in resolved_from.items():
             if field not in changes and any(s in changes and changes[s] != kw[s] for s in sources):
                 kw[field] = None
         new_init = changes.get("init", self.init)
-        if "sigma_w2" not in changes and (self.init not in SCALED or new_init not in SCALED):
+        if "sigma_w2" not in changes and (self.init not in _SCALED_ALL or new_init not in _SCALED_ALL):
             kw["sigma_w2"] = None  # a fixed scheme's σ_w² is derived, never carried over
         kw.update(changes)
         return NetConfig(**kw)

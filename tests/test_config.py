@@ -60,7 +60,29 @@ BAD = [
     (dict(depth=4, width="8"), TypeError, "width"),
     (dict(depth=4, width=8, in_dim=0), ValueError, "in_dim"),
     (dict(depth=4, width=8, out_dim=-1), ValueError, "out_dim"),
-    (dict(depth=4, width=8, arch="cnn"), ValueError, "arch"),
+    (dict(depth=4, width=8, arch="convnet"), ValueError, "arch"),
+    (dict(depth=4, width=8, arch="cnn"), ValueError, "spatial"),
+    (dict(depth=4, width=8, arch="cnn", spatial=(4, 0)), ValueError, "spatial"),
+    (dict(depth=4, width=8, arch="cnn", spatial=(4, 4, 4)), ValueError, "spatial"),
+    (dict(depth=4, width=8, arch="cnn", spatial=(8,), kernel_size=4), ValueError, "kernel_size"),
+    (dict(depth=4, width=8, arch="cnn", spatial=(2, 8), kernel_size=3), ValueError, "kernel_size"),
+    (dict(depth=4, width=8, arch="cnn", spatial=(8,), init="he_normal"), ValueError, "init"),
+    (dict(depth=4, width=8, arch="cnn", spatial=(8,), norm="layernorm"), ValueError, "norm"),
+    (dict(depth=4, width=8, arch="cnn", spatial=(8,), residual_scale=0.5), ValueError, "residual_scale"),
+    (dict(depth=4, width=8, init="delta_orthogonal"), ValueError, "init"),
+    (dict(depth=4, width=8, spatial=(8,)), ValueError, "spatial"),
+    (dict(depth=4, width=8, kernel_size=3), ValueError, "kernel_size"),
+    (dict(depth=4, width=8, tokens=4), ValueError, "tokens"),
+    (dict(depth=4, width=8, arch="resmlp", mlp=True), ValueError, "mlp"),
+    (dict(depth=4, width=8, arch="cnn", spatial=(8,), heads=2), ValueError, "heads"),
+    (dict(depth=4, width=8, arch="transformer"), TypeError, "tokens"),
+    (dict(depth=4, width=8, arch="transformer", tokens=0), ValueError, "tokens"),
+    (dict(depth=4, width=8, arch="transformer", tokens=4, heads=3), ValueError, "heads"),
+    (dict(depth=4, width=8, arch="transformer", tokens=4, mlp="yes"), TypeError, "mlp"),
+    (dict(depth=4, width=8, arch="transformer", tokens=4, norm="batchnorm"), ValueError, "norm"),
+    (dict(depth=4, width=8, arch="transformer", tokens=4, residual_scale="off"), ValueError, "residual_scale"),
+    (dict(depth=4, width=8, arch="resmlp", residual_scale="none"), ValueError, "residual_scale"),
+    (dict(depth=4, width=8, arch="transformer", tokens=4, spatial=(4,)), ValueError, "spatial"),
     (dict(depth=4, width=8, activation="tahn"), ValueError, "activation"),
     (dict(depth=4, width=8, init="kaiming"), ValueError, "init"),
     (dict(depth=4, width=8, sigma_w2=float("nan")), ValueError, "sigma_w2"),
@@ -106,3 +128,15 @@ def test_float64_needs_x64():
         jax.config.update("jax_enable_x64", True)
     assert NetConfig(depth=2, width=2, dtype="float64").dtype == "float64"
     assert math.isclose(NetConfig(depth=9, width=2, arch="resmlp", residual_scale="1/sqrt(L)").alpha, 1 / 3)
+
+
+def test_cnn_and_transformer_fields_resolve_and_carry_over():
+    c = NetConfig(depth=3, width=8, arch="cnn", spatial=[6, 4], init="delta_orthogonal", sigma_w2=1.4)
+    assert (c.spatial, c.kernel_size, c.state_size, c.sigma_w2) == ((6, 4), 3, 6 * 4 * 8, 1.4)
+    assert c.with_(depth=7).sigma_w2 == 1.4  # a scaled scheme keeps its σ_w²
+    assert c.with_(arch="mlp", spatial=None, init="gaussian").kernel_size is None
+    t = NetConfig(depth=16, width=8, arch="transformer", tokens=5)
+    assert (t.heads, t.mlp, t.residual_scale, t.alpha, t.skip, t.state_size) == (1, True, 1.0, 1.0, True, 40)
+    assert t.with_(residual_scale="1/sqrt(L)").alpha == pytest.approx(0.25)
+    assert not t.with_(residual_scale="none").skip
+    assert NetConfig(depth=2, width=8, arch="resmlp").skip and not NetConfig(depth=2, width=8).skip

@@ -156,6 +156,16 @@ def format_bytes(n: float) -> str:
     return f"{n:.3g} GiB"
 
 
+def block_param_count(cfg: NetConfig) -> int:
+    """Weights of one block (for memory estimates): N², k^d·N² (cnn), 4N² or 6N² (transformer)."""
+    n2 = cfg.width**2
+    if cfg.arch == "cnn":
+        return cfg.kernel_size ** len(cfg.spatial) * n2
+    if cfg.arch == "transformer":
+        return (6 if cfg.mlp else 4) * n2
+    return n2
+
+
 def itemsize(cfg: NetConfig) -> int:
     return jnp.dtype(cfg.jnp_dtype).itemsize
 

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 
 from gradjax._validate import check_int, check_real
 from gradjax.config import NetConfig
-from gradjax.empirical._seeds import data_key, default_inputs, itemsize, keys_of, map_seeds, per_seed_inputs
+from gradjax.empirical._seeds import block_param_count, data_key, default_inputs, itemsize, keys_of, map_seeds, per_seed_inputs
 from gradjax.empirical.propagate import forward_taps
 from gradjax.nn.activations import RECTIFIERS, SATURATING, get_activation
 from gradjax.nn.stack import init_params, input_shape
@@ -108,7 +108,7 @@ def _c_one(key, *, cfg, pairs, c0):
 
 
 def _per_seed_bytes(cfg: NetConfig, b: int) -> int:
-    return 2 * itemsize(cfg) * cfg.depth * (cfg.width**2 + 4 * b * cfg.width)
+    return 2 * itemsize(cfg) * cfg.depth * (block_param_count(cfg) + 4 * b * cfg.state_size)
 
 
 def q_profile(cfg: NetConfig, seeds=8, inputs=None, *, batch: int = DEFAULT_BATCH, max_bytes: int | None = None,

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 
 from gradjax._validate import check_int
 from gradjax.config import DEFAULT_BATCH, NetConfig
-from gradjax.empirical._seeds import data_key, default_inputs, itemsize, keys_of, map_seeds, per_seed_inputs
+from gradjax.empirical._seeds import block_param_count, data_key, default_inputs, itemsize, keys_of, map_seeds, per_seed_inputs
 from gradjax.empirical.losses import DEFAULT_LOSS, loss_fn
 from gradjax.empirical.propagate import backward_walk, forward_taps, loss_cotangent
 from gradjax.nn.stack import init_params
@@ -147,7 +147,8 @@ def gradient_profile(cfg: NetConfig, seeds=8, inputs=None, targets=None, loss=DE
         loss_fn(loss)  # validate the name before tracing
     # Working set of one seed: parameters, taps (h_l and preact, kept for the backward sweep) and
     # the transient cotangents of one block; ×2 for XLA temporaries.
-    per_seed = 2 * itemsize(cfg) * (cfg.depth * (cfg.width**2 + 3 * b * cfg.width) + 4 * b * max(cfg.width, cfg.in_dim))
+    d = cfg.state_size
+    per_seed = 2 * itemsize(cfg) * (cfg.depth * (block_param_count(cfg) + 3 * b * d) + 4 * b * max(d, cfg.in_dim))
     return map_seeds(_profile_one, (("cfg", cfg), ("loss", loss), ("batch", b)), keys, (x, t), (x_axis, t_axis),
                      per_seed_bytes=per_seed, max_bytes=max_bytes, seed_batch=seed_batch)
 

@@ -7,6 +7,10 @@ carried as a unit-norm matrix and a log10 scale, so spectra of 1,000-layer netwo
 singular values *within* one G_l are resolved down to about ε·σ_max (``svd``) or √ε·σ_max
 (``gram``) of the working precision — below that they are rounding noise (−inf where exactly 0).
 
+N is the size D = ``cfg.state_size`` of one example's flattened state: the width, or the whole
+feature map H·W·N of a cnn, or all T·N token features of a transformer (for sizes where D × D
+matrices do not fit, ``method="lanczos"`` and :func:`jacobian_spectral_density` are matrix-free).
+
 Which Jacobian: the state of ONE example (example 0 of the batch). Without batchnorm the examples
 do not interact and G_l is that example's N × N Jacobian. With batchnorm the examples are coupled
 through the batch statistics; G_l is then the (0, 0) block of the full (B·N) × (B·N) Jacobian:
@@ -34,7 +38,7 @@ import numpy as np
 
 from gradjax._validate import check_choice, check_int
 from gradjax.config import DTYPES, NetConfig
-from gradjax.empirical._seeds import data_key, default_inputs, itemsize, keys_of, map_seeds, per_seed_inputs
+from gradjax.empirical._seeds import block_param_count, data_key, default_inputs, itemsize, keys_of, map_seeds, per_seed_inputs
 from gradjax.empirical.lanczos import gauss_quadrature, lanczos_tridiagonal, smoothed_density, unit_probe
 from gradjax.empirical.propagate import apply_block, backward_walk, block_params, forward_taps, normalize
 from gradjax.nn.stack import init_params
@@ -208,7 +212,7 @@ def _lanczos(cfg: NetConfig, params: dict, fwd, start: jax.Array, v0: jax.Array,
 
 def _lanczos_top(cfg: NetConfig, params: dict, fwd, start: jax.Array, key: jax.Array, k: int) -> jax.Array:
     """log10 of the top-k singular values of G = ∂h_L/∂h_start (example 0), descending (k,): Ritz values of GᵀG."""
-    tri, scale = _lanczos(cfg, params, fwd, start, unit_probe(key, cfg.width, cfg.jnp_dtype), k)
+    tri, scale = _lanczos(cfg, params, fwd, start, unit_probe(key, cfg.state_size, cfg.jnp_dtype), k)
     theta = jnp.linalg.eigvalsh(tri)[::-1]
     theta = jnp.where(theta > 0, theta, jnp.zeros_like(theta))
     return 0.5 * (jnp.log10(theta) + scale)
@@ -221,7 +225,7 @@ def _lanczos_quadrature(cfg: NetConfig, params: dict, fwd, start: jax.Array, key
     polynomials of degree < 2k), whose mean over v uniform on the sphere is tr f(GᵀG) / N.
     Returns ``(log10 σ_j = ½ log10 θ_j (k,), weights Q_{0j}² (k,))``.
     """
-    tri, scale = _lanczos(cfg, params, fwd, start, unit_probe(key, cfg.width, cfg.jnp_dtype), k)
+    tri, scale = _lanczos(cfg, params, fwd, start, unit_probe(key, cfg.state_size, cfg.jnp_dtype), k)
     theta, w = gauss_quadrature(tri)
     theta = jnp.where(theta > 0, theta, jnp.zeros_like(theta))
     return 0.5 * (jnp.log10(theta) + scale), w
@@ -244,7 +248,7 @@ def _starts(layers) -> jax.Array:
 
 def _spectrum_one(key, x, *, cfg, run_cfg, layers, method, batch, k):
     params, fwd = _seed_network(key, x, cfg, run_cfg, batch)
-    n, b = run_cfg.width, fwd.h0.shape[0]
+    n, b = run_cfg.state_size, fwd.h0.shape[0]
     if method == "lanczos":
         lkey = jax.random.fold_in(data_key(key), 2)
         return jax.lax.map(lambda st: _lanczos_top(run_cfg, params, fwd, st, lkey, k), _starts(layers))
@@ -319,12 +323,12 @@ def jacobian_spectrum(cfg: NetConfig, seeds=8, inputs=None, layers="all", method
     check_choice("method", method, METHODS)
     idx, run_cfg, keys, x, x_axis, b = _prepare(cfg, seeds, inputs, layers, dtype, batch, k)
     b_eff = b if cfg.norm == "batchnorm" else 1
-    n, L = cfg.width, cfg.depth
+    n, L, n_par = cfg.state_size, cfg.depth, block_param_count(cfg)
     n_keep = 0 if isinstance(idx, str) else L
     # One seed: parameters, taps, the (N, B, N) cotangent block and its temporaries, the kept
     # per-layer matrices, and eigen/svd workspace for the selected layers.
     n_sel = 1 if isinstance(idx, str) else len(idx)
-    per_seed = 2 * itemsize(run_cfg) * (L * n * n + 3 * L * b * n + 4 * n * b_eff * n + (n_keep + 3 * n_sel) * n * n)
+    per_seed = 2 * itemsize(run_cfg) * (L * n_par + 3 * L * b * n + 4 * n * b_eff * n + (n_keep + 3 * n_sel) * n * n)
     static = (("cfg", cfg), ("run_cfg", run_cfg), ("layers", idx),
               ("method", method), ("batch", b), ("k", min(k, n)))
     return map_seeds(_spectrum_one, static, keys, (x,), (x_axis,), per_seed_bytes=per_seed, max_bytes=max_bytes,
@@ -388,9 +392,9 @@ def jacobian_spectral_density(cfg: NetConfig, seeds=8, inputs=None, layers="all"
     """
     idx, run_cfg, keys, x, x_axis, b = _prepare(cfg, seeds, inputs, layers, dtype, batch, k)
     check_int("probes", probes)
-    n, L = cfg.width, cfg.depth
+    n, L = cfg.state_size, cfg.depth
     kk = min(k, n)
-    per_seed = 2 * itemsize(run_cfg) * (L * n * n + 3 * L * b * n + 4 * kk * n + 2 * kk * kk)
+    per_seed = 2 * itemsize(run_cfg) * (L * block_param_count(cfg) + 3 * L * b * n + 4 * kk * n + 2 * kk * kk)
     static = (("cfg", cfg), ("run_cfg", run_cfg), ("layers", idx),
               ("batch", b), ("k", kk), ("probes", probes))
     nodes, weights = map_seeds(_quadrature_one, static, keys, (x,), (x_axis,), per_seed_bytes=per_seed,

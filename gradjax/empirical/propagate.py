@@ -10,6 +10,9 @@ per-block log-factors. A cotangent with leading "basis" axes (``cot_L`` of shape
 pushed through the same sweep with ``jax.vmap`` over the block's vjp: with the N basis vectors at
 ``h_L`` the sweep yields every per-layer Jacobian ``∂h_L/∂h_l`` (one matrix-matrix product per block).
 
+States are flattened per example, (B, D) with D = ``cfg.state_size`` (N·H·W for a cnn's feature map,
+T·N for a transformer's tokens), so the walk is the same for every block type.
+
 References:
   Schoenholz et al. 2017, "Deep Information Propagation", arXiv:1611.01232 (δ_l = ∂loss/∂h_l).
   Pennington et al. 2017, "Resurrecting the sigmoid in deep learning through dynamical isometry",

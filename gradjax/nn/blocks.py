@@ -4,6 +4,11 @@ A block maps the pre-activation state ``h`` (B, N) to the next one (see ``NetCon
 
 * mlp / rnn: ``h' = W φ(x) + b (+ drive)``
 * resmlp:    ``h' = h + α (W φ(x) + b)``
+* cnn:       ``h' = W ∗ φ(h) + b``, a circular convolution of the feature map (``gradjax.nn.conv``)
+* transformer: attention and MLP branches on T tokens (``gradjax.nn.attention``)
+
+The state is flattened per example, (B, D) with D = ``cfg.state_size``; cnn and transformer blocks
+reshape it to (B, *spatial, N) or (B, T, N) inside.
 
 where ``x = norm(h)`` for ``norm_position="pre"`` (``x = h`` otherwise), and for
 ``norm_position="post"`` the block output is normalized instead. ``drive`` is the recurrent net's
@@ -22,6 +27,7 @@ from flax import nnx
 if TYPE_CHECKING:  # config imports the registries of this package
     from gradjax.config import NetConfig
 
+from gradjax.nn import attention, conv
 from gradjax.nn.activations import get_activation
 from gradjax.nn.init import get_initializer
 
@@ -79,6 +85,10 @@ def block_taps(cfg: NetConfig, params: dict, h: jax.Array, drive: jax.Array | No
     Returns:
       ``(h_next, preact)``, both (B, N): the new state h_l and the argument of φ in this block.
     """
+    if cfg.arch == "cnn":
+        return conv_block_taps(cfg, params, h)
+    if cfg.arch == "transformer":
+        return attention.block_taps(cfg, params, h)
     pre = cfg.norm != "none" and cfg.norm_position == "pre"
     post = cfg.norm != "none" and cfg.norm_position == "post"
     x = _norm(cfg, params, h) if pre else h
@@ -91,6 +101,16 @@ def block_taps(cfg: NetConfig, params: dict, h: jax.Array, drive: jax.Array | No
     return out, x
 
 
+def conv_block_taps(cfg: NetConfig, params: dict, h: jax.Array):
+    """cnn block ``h_l = W_l ∗ φ(h_{l-1}) + b_l`` on the flattened state ``h`` (B, D): ``(h_l, h_{l-1})``.
+
+    ``params``: ``kernel`` (k,)·d + (N, N), ``bias`` (N,) and ``slope`` () for prelu.
+    """
+    fmap = h.reshape((h.shape[0],) + cfg.spatial + (cfg.width,))
+    out = conv.add_bias(conv.circular_conv(_phi(cfg, params)(fmap), params["kernel"]), params["bias"])
+    return out.reshape(h.shape), h
+
+
 def block_apply(cfg: NetConfig, params: dict, h: jax.Array, drive: jax.Array | None = None) -> jax.Array:
     """One block on its own: ``h_{l-1} (B, N) -> h_l (B, N)``; see :func:`block_taps`."""
     return block_taps(cfg, params, h, drive)[0]
@@ -99,9 +119,16 @@ def block_apply(cfg: NetConfig, params: dict, h: jax.Array, drive: jax.Array | N
 def init_block(cfg: NetConfig, key: jax.Array) -> dict:
     """Draws one block's parameters (a plain dict, see :func:`block_taps`)."""
     n, dt = cfg.width, cfg.jnp_dtype
+    if cfg.arch == "transformer":
+        return attention.init_block(cfg, key)
     kw, kb = jax.random.split(key)
+    if cfg.arch == "cnn":
+        shape = conv.kernel_shape(len(cfg.spatial), cfg.kernel_size, n, n)
+        kernel = conv.CONV_INITIALIZERS[cfg.init](kw, shape, cfg.sigma_w2, dt)
+    else:
+        kernel = get_initializer(cfg.init)(kw, (n, n), cfg.sigma_w2, dt)
     p = {
-        "kernel": get_initializer(cfg.init)(kw, (n, n), cfg.sigma_w2, dt),
+        "kernel": kernel,
         "bias": jax.random.normal(kb, (n,), dt) * jnp.sqrt(jnp.asarray(cfg.sigma_b2, dt)),
     }
     if cfg.activation == "prelu":

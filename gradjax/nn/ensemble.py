@@ -16,7 +16,7 @@ from flax import nnx
 if TYPE_CHECKING:  # config imports the registries of this package
     from gradjax.config import NetConfig
 
-from gradjax.nn.stack import Network, forward, params_of
+from gradjax.nn.stack import Network, forward, input_shape, params_of
 
 
 def seed_keys(seeds) -> jax.Array:
@@ -71,5 +71,5 @@ def ensemble_params(cfg: NetConfig, seeds) -> dict:
 
 def ensemble_forward(cfg: NetConfig, params: dict, x: jax.Array, *, taps: bool = False):
     """Applies every member: ``x`` (B, ...) shared, or (S, B, ...) one batch per member."""
-    shared = x.ndim == (3 if cfg.arch == "rnn" else 2)
+    shared = x.ndim == len(input_shape(cfg, 1))
     return jax.vmap(lambda p, xx: forward(cfg, p, xx, taps=taps), in_axes=(0, None if shared else 0))(params, x)

@@ -25,12 +25,13 @@ from flax import nnx
 if TYPE_CHECKING:  # config imports the registries of this package
     from gradjax.config import NetConfig
 
+from gradjax.nn import conv
 from gradjax.nn.activations import get_activation
 from gradjax.nn.blocks import Block, block_taps
 
 
 class Taps(NamedTuple):
-    """What the forward pass records. ``h0`` (B, N); ``hidden``, ``preact`` (L, B, N)."""
+    """What the forward pass records. ``h0`` (B, D); ``hidden``, ``preact`` (L, B, D), D = ``cfg.state_size``."""
 
     h0: jax.Array
     hidden: jax.Array  # h_l after block l (entry l-1)
@@ -38,8 +39,20 @@ class Taps(NamedTuple):
 
 
 def input_shape(cfg: NetConfig, batch: int) -> tuple[int, ...]:
-    """Shape of one input batch: (B, in_dim), or (B, L, in_dim) for rnn."""
-    return (batch, cfg.depth, cfg.in_dim) if cfg.arch == "rnn" else (batch, cfg.in_dim)
+    """Shape of one input batch: (B, in_dim); (B, L, in_dim) for rnn; (B, *spatial, in_dim) for cnn;
+    (B, tokens, in_dim) for transformer."""
+    if cfg.arch == "rnn":
+        return (batch, cfg.depth, cfg.in_dim)
+    if cfg.arch == "cnn":
+        return (batch,) + cfg.spatial + (cfg.in_dim,)
+    if cfg.arch == "transformer":
+        return (batch, cfg.tokens, cfg.in_dim)
+    return (batch, cfg.in_dim)
+
+
+def embed_fan_in(cfg: NetConfig) -> int:
+    """Inputs feeding one unit of h_0: in_dim, or k^d·in_dim for the cnn's convolutional input layer."""
+    return cfg.kernel_size ** len(cfg.spatial) * cfg.in_dim if cfg.arch == "cnn" else cfg.in_dim
 
 
 def _check_input(cfg: NetConfig, x: jax.Array) -> None:
@@ -62,7 +75,12 @@ def unroll(cfg: NetConfig, params: dict, x: jax.Array):
     if cfg.arch == "rnn":
         drive = jnp.einsum("btd,dn->tbn", x, e["kernel"])
         return jnp.zeros((x.shape[0], cfg.width), cfg.jnp_dtype), {"drive": drive}
-    return x @ e["kernel"] + e["bias"][None, :], params["blocks"]
+    if cfg.arch == "cnn":  # a circular convolution of the input channels, same kernel size
+        k = e["kernel"].reshape(conv.kernel_shape(len(cfg.spatial), cfg.kernel_size, cfg.in_dim, cfg.width))
+        h0 = conv.add_bias(conv.circular_conv(x, k), e["bias"])
+    else:  # mlp, resmlp; transformer: token-wise
+        h0 = conv.add_bias(x @ e["kernel"], e["bias"])
+    return h0.reshape(x.shape[0], -1), params["blocks"]
 
 
 def step(cfg: NetConfig, params: dict, x_l, h: jax.Array):
@@ -76,9 +94,18 @@ def step(cfg: NetConfig, params: dict, x_l, h: jax.Array):
 
 
 def readout(cfg: NetConfig, params: dict, h: jax.Array) -> jax.Array:
-    """``y = φ(h_L) W_out + b_out``: (B, N) -> (B, out_dim). prelu uses its initial slope here."""
+    """``y = φ(h_L) W_out + b_out``: (B, D) -> (B, out_dim). prelu uses its initial slope here.
+
+    cnn: φ(h_L) is global-average-pooled over the spatial positions first; transformer: the linear
+    head reads the mean over tokens of h_L (no φ: the blocks end in a residual sum or a norm).
+    """
     r = params["readout"]
-    return get_activation(cfg.activation, slope=cfg.leaky_slope)(h) @ r["kernel"] + r["bias"][None, :]
+    if cfg.arch == "transformer":
+        return jnp.mean(h.reshape(h.shape[0], cfg.tokens, cfg.width), axis=1) @ r["kernel"] + r["bias"][None, :]
+    a = get_activation(cfg.activation, slope=cfg.leaky_slope)(h)
+    if cfg.arch == "cnn":
+        a = jnp.mean(a.reshape(h.shape[0], -1, cfg.width), axis=1)
+    return a @ r["kernel"] + r["bias"][None, :]
 
 
 def forward(cfg: NetConfig, params: dict, x: jax.Array, *, taps: bool = False):
@@ -125,7 +152,7 @@ class Network(nnx.Module):
     def __init__(self, cfg: NetConfig, *, rngs: nnx.Rngs):
         self.cfg = cfg
         dt = cfg.jnp_dtype
-        self.embed = _Dense(cfg.in_dim, cfg.width, dt, bias=cfg.arch != "rnn", rngs=rngs)
+        self.embed = _Dense(embed_fan_in(cfg), cfg.width, dt, bias=cfg.arch != "rnn", rngs=rngs)
         if cfg.arch == "rnn":
             self.blocks = Block(cfg, rngs=rngs)
         else:

@@ -31,6 +31,19 @@ def _cases():
                 res = (0.7, "1/sqrt(L)")[len(cases) % 2] if arch == "resmlp" else None
                 cases.append(dict(arch=arch, norm=norm, norm_position=pos, residual_scale=res,
                                   activation=_ACTS[len(cases) % len(_ACTS)]))
+    # cnn (1-D and 2-D maps, both inits) and transformer (pre/post norm, scaled / no skip, with and
+    # without MLP): the same walker, checked against the same jax.grad / jacrev references.
+    cases += [
+        dict(arch="cnn", norm="none", norm_position="pre", residual_scale=None, activation="tanh", spatial=(4,)),
+        dict(arch="cnn", norm="none", norm_position="pre", residual_scale=None, activation="relu", spatial=(3, 3),
+             init="delta_orthogonal", sigma_w2=1.3),
+        dict(arch="transformer", norm="layernorm", norm_position="pre", residual_scale=0.7, activation="gelu",
+             tokens=3),
+        dict(arch="transformer", norm="layernorm", norm_position="post", residual_scale=1.0, activation="tanh",
+             tokens=3, mlp=False),
+        dict(arch="transformer", norm="none", norm_position="pre", residual_scale="none", activation="tanh",
+             tokens=4, mlp=False),
+    ]
     return cases
 
 
@@ -38,7 +51,8 @@ CASES = _cases()
 
 
 def _ids(c):
-    return "-".join(str(c[k]) for k in ("arch", "norm", "norm_position", "residual_scale", "activation"))
+    keys = ("arch", "norm", "norm_position", "residual_scale", "activation", "spatial", "init", "tokens", "mlp")
+    return "-".join(str(c[k]) for k in keys if k in c)
 
 
 def _setup(case, dtype, loss, seed=0):

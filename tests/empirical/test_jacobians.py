@@ -61,7 +61,7 @@ def test_spectra_match_jacrev_and_svd(case, method, dtypes):
     for dtype in dtypes:
         cfg, x = _setup(case, dtype, seed=1)
         got = jacobian_spectrum(cfg, seeds=[2], inputs=x, layers="all", method=method)
-        assert got.shape == (1, cfg.depth, cfg.width)
+        assert got.shape == (1, cfg.depth, cfg.state_size)
         _check_sv(got[0], _reference_sv(cfg, 2, x), RTOL[dtype], method)
 
 

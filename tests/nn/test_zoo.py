@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from gradjax.config import NetConfig, ARCHS, NORMS, NORM_POSITIONS
+from gradjax.config import NetConfig, DENSE_ARCHS as ARCHS, NORMS, NORM_POSITIONS
 from gradjax.nn.activations import ACTIVATIONS
 from gradjax.nn.blocks import block_apply
 from gradjax.nn.ensemble import ensemble_forward, ensemble_params, make_ensemble, seed_keys
