@@ -86,6 +86,47 @@ def c_of(cfg: NetConfig, params: dict, x1: jax.Array, x2: jax.Array) -> jax.Arra
     return jnp.mean(q12 * jax.lax.rsqrt(q11 * q22), axis=-1)
 
 
+def spatial_covariance_of(cfg: NetConfig, params: dict, x: jax.Array) -> jax.Array:
+    """(L, B, P, P) covariance across positions of each example's cnn feature map, over the N channels:
+    Σ_l(α, α') = (1/N) Σ_c h_l(α, c) h_l(α', c), P = prod(spatial), positions in row-major order."""
+    if cfg.arch != "cnn":
+        raise ValueError(f"spatial_covariance needs arch='cnn', got arch={cfg.arch!r}")
+    h = forward_taps(cfg, params, x).hidden
+    h = h.reshape(h.shape[:2] + (-1, cfg.width))
+    return jnp.einsum("lbpc,lbqc->lbpq", h, h, precision=jax.lax.Precision.HIGHEST) / cfg.width
+
+
+def _spatial_one(key, x, *, cfg, batch):
+    params = init_params(cfg, key)
+    x = default_inputs(cfg, key, batch) if x is None else x
+    return spatial_covariance_of(cfg, params, x)
+
+
+def spatial_covariance(cfg: NetConfig, seeds=8, inputs=None, *, batch: int = 1, max_bytes: int | None = None,
+                       seed_batch: int | None = None) -> jax.Array:
+    """Covariance across spatial positions of a cnn's h_l, per seed, layer and example.
+
+    The measured counterpart of ``gradjax.theory.conv.spatial_covariance_profile`` (whose C → ∞ limit
+    it has for every seed).
+
+    Args:
+      cfg: a cnn. seeds: int S, list of ints or key array.
+      inputs: None (unit Gaussian), (B, *spatial, in_dim) shared or (S, B, …) per seed.
+      batch: B of the default inputs. max_bytes, seed_batch: as in ``gradient_profile``.
+
+    Returns:
+      (S, L, B, P, P), P = prod(spatial) (linear units).
+    """
+    check_int("batch", batch)
+    keys = keys_of(seeds)
+    x, ax = per_seed_inputs(cfg, inputs, keys.shape[0])
+    b = batch if x is None else x.shape[1 if ax == 0 else 0]
+    p = cfg.state_size // cfg.width
+    per_seed = _per_seed_bytes(cfg, b) + 2 * itemsize(cfg) * cfg.depth * b * p * p
+    return map_seeds(_spatial_one, (("cfg", cfg), ("batch", b)), keys, (x,), (ax,), per_seed_bytes=per_seed,
+                     max_bytes=max_bytes, seed_batch=seed_batch)
+
+
 def correlated_inputs(cfg: NetConfig, key: jax.Array, pairs: int, c0: float):
     """Two unit Gaussian input batches with per-component correlation c0: x2 = c0·x1 + √(1−c0²)·z."""
     k1, k2 = jax.random.split(key)

@@ -89,7 +89,7 @@ from gradjax.config import DEFAULT_BATCH
 from gradjax.nn.activations import SLOPED, resolve_activation
 from gradjax.theory import gaussian as _g
 from gradjax.theory import sphere as _sphere
-from gradjax.theory.meanfield import _default_q0, _f, _mean_square_after_norm, _norm_eps, c_profile, length_recursion
+from gradjax.theory.meanfield import block_kind, _default_q0, _f, _mean_square_after_norm, _norm_eps, c_profile, length_recursion
 
 #: The loss the profiles model: ⟨y, t⟩/B with t independent of the network, so the cotangent entering
 #: the top layer is independent of the weights (the gradient-independence setting of the δ recursion).
@@ -156,6 +156,7 @@ def block_factors(cfg, q0=None, *, q_in=1.0, batch=DEFAULT_BATCH):
     Returns:
       (L,) linear units; entry l−1 belongs to block l (it maps δ_l to δ_{l−1}).
     """
+    kind = block_kind(cfg, "block_factors")  # a cnn's factor is the mlp's
     act, sl = cfg.activation, cfg.leaky_slope
     sw, sb, a2 = _f(cfg.sigma_w2), _f(cfg.sigma_b2), _f(cfg.alpha) ** 2
     eps = _norm_eps()
@@ -168,7 +169,7 @@ def block_factors(cfg, q0=None, *, q_in=1.0, batch=DEFAULT_BATCH):
     if cfg.norm == "batchnorm":
         B = float(batch)
         T, T_I, a = _bn_traces(act, sl, batch)
-        if cfg.arch == "mlp":
+        if kind == "mlp":
             return jnp.full_like(q_prev, B * T / (a * (B - 1) * (B - 3)))
         if pre:  # resmlp, BN on the branch input; ν of the residual stream from the recursion
             return 1 + a2 * sw * T_I / ((B - 3) * jnp.maximum(nu_prev, 1e-300))
@@ -179,12 +180,12 @@ def block_factors(cfg, q0=None, *, q_in=1.0, batch=DEFAULT_BATCH):
     qx = _mean_square_after_norm(q_prev) if (pre and per_example) else q_prev
     mu1 = jax.vmap(lambda t: _g.derivative_moment(act, t, slope=sl))(qx)
     scale = 1.0 / (q_prev + eps) if (pre and per_example) else jnp.ones_like(q_prev)
-    f = 1 + a2 * sw * scale * mu1 if cfg.arch == "resmlp" else sw * scale * mu1
+    f = 1 + a2 * sw * scale * mu1 if kind == "resmlp" else sw * scale * mu1
     if post and per_example:
         V = jax.vmap(lambda t: _g.second_moment(act, t, slope=sl))(q_prev)
-        if cfg.arch == "mlp":
+        if kind == "mlp":
             r = sw * V + sb
-        elif cfg.arch == "resmlp":
+        elif kind == "resmlp":
             r = q_prev + a2 * (sw * V + sb)
         else:
             r = sw * V + sb + _f(q_in)

@@ -375,6 +375,20 @@ def _centred_variance(cfg, q):
     return _g.second_moment(cfg.activation, q, slope=cfg.leaky_slope) - m * m
 
 
+#: Archs the per-block recursions here model; a cnn's q and c maps are the mlp's (see gradjax.theory.conv).
+MODELLED_ARCHS = ("mlp", "resmlp", "rnn", "cnn")
+
+
+def block_kind(cfg, what: str) -> str:
+    """The dense recursion that models ``cfg``'s block: its arch, "mlp" for a cnn (a circular convolution
+    has the mlp's q-map, c-map and backward factor at every position: Xiao et al. 2018, arXiv:1806.05393,
+    Sec. 2.2). Raises ValueError naming ``arch`` for archs modelled elsewhere (transformer)."""
+    if cfg.arch not in MODELLED_ARCHS:
+        raise ValueError(f"{what} models arch in {list(MODELLED_ARCHS)}, got arch={cfg.arch!r} "
+                         "(transformer theory: gradjax.theory.attention)")
+    return "mlp" if cfg.arch == "cnn" else cfg.arch
+
+
 def _default_q0(cfg, q0):
     if q0 is None:
         return 0.0 if cfg.arch == "rnn" else 1.0
@@ -391,6 +405,7 @@ def length_recursion(cfg, q0, q_in=1.0):
       variance over the batch (what batchnorm divides by); it equals q except where biases or φ's
       mean make h non-centred.
     """
+    kind = block_kind(cfg, "length_recursion")
     sw, sb, a2 = _f(cfg.sigma_w2), _f(cfg.sigma_b2), _f(cfg.alpha) ** 2
     act, sl = cfg.activation, cfg.leaky_slope
     V = lambda q: _g.second_moment(act, q, slope=sl)  # noqa: E731
@@ -408,9 +423,9 @@ def length_recursion(cfg, q0, q_in=1.0):
             qx = _mean_square_after_norm(nu if bn else q)
         else:
             qx = q
-        if cfg.arch == "mlp":
+        if kind == "mlp":
             r, nu_r = sw * V(qx) + sb, sw * var_phi(qx)
-        elif cfg.arch == "resmlp":
+        elif kind == "resmlp":
             r, nu_r = q + a2 * (sw * V(qx) + sb), nu + a2 * sw * var_phi(qx)
         else:  # rnn: h_t = W φ(h_{t−1}) + U x_t + b, inputs of variance q_in
             r, nu_r = sw * V(qx) + sb + q_in, sw * var_phi(qx) + q_in
@@ -433,6 +448,7 @@ def q_profile(cfg, q0=None, *, q_in=1.0):
     * mlp:    q_l = σ_w² E[φ(√q_{l−1} z)²] + σ_b²
     * resmlp: q_l = q_{l−1} + α² (σ_w² E[φ²] + σ_b²)
     * rnn:    q_t = σ_w² E[φ(√q_{t−1} z)²] + σ_b² + q_in   (h_0 = 0; inputs U x_t of variance q_in)
+    * cnn:    the mlp's, at every position (gaussian and delta_orthogonal kernels alike)
     * norm "pre": φ sees norm(h), of second moment q/(q + ε) (layer/rms) or ν/(ν + ε) (batch, ν the
       per-feature variance over the batch, tracked alongside q); norm "post": the block output is
       normalised, q_l = r/(r + ε) for the pre-norm second moment r (or ν_r for batchnorm).
@@ -477,6 +493,7 @@ def c_profile(cfg, q0=None, c0=0.5, *, q_in=1.0, c_in=None):
             "c_profile models norm in ['none', 'layernorm', 'rmsnorm'], got norm='batchnorm' "
             "(batchnorm couples the examples of a batch)"
         )
+    kind = block_kind(cfg, "c_profile")
     q0 = _f(_default_q0(cfg, q0))
     c_in = c0 if c_in is None else c_in
     sw, sb, a2 = _f(cfg.sigma_w2), _f(cfg.sigma_b2), _f(cfg.alpha) ** 2
@@ -491,9 +508,9 @@ def c_profile(cfg, q0=None, c0=0.5, *, q_in=1.0, c_in=None):
         qx = _mean_square_after_norm(q) if pre else q
         V = _g.second_moment(act, qx, slope=sl)
         P = _g.pair_moment(act, qx, qx, jnp.clip(c, -1.0, 1.0), slope=sl)
-        if cfg.arch == "mlp":
+        if kind == "mlp":
             r, kr = sw * V + sb, sw * P + sb
-        elif cfg.arch == "resmlp":
+        elif kind == "resmlp":
             r, kr = q + a2 * (sw * V + sb), k + a2 * (sw * P + sb)
         else:
             r, kr = sw * V + sb + q_in, sw * P + sb + c_in * q_in

@@ -97,6 +97,20 @@ def _lam_of_z(orthogonal, depth, sw, d, w, z):
     return jnp.log1p(m) - jnp.log(m) + depth * jnp.log(base), m
 
 
+def _orthogonal(cfg) -> bool:
+    """Whether the free-probability factor is Haar-orthogonal; refuses what this module does not model.
+
+    A delta-orthogonal cnn is σ_w·Q_l at every position, so its Jacobian is the orthogonal mlp's per
+    position (Xiao et al. 2018, arXiv:1806.05393, Sec. 4); a gaussian cnn's is not modelled here, nor
+    are residual, recurrent or transformer stacks.
+    """
+    if cfg.arch not in ("mlp", "cnn"):
+        raise ValueError(f"jacobian_spectrum models arch in ['mlp', 'cnn'], got arch={cfg.arch!r}")
+    if cfg.arch == "cnn" and cfg.init != "delta_orthogonal":
+        raise ValueError(f"jacobian_spectrum models arch='cnn' with init='delta_orthogonal' only, got init={cfg.init!r}")
+    return cfg.init in ("orthogonal", "delta_orthogonal")
+
+
 def jacobian_moments(cfg, q):
     """Closed-form (mean, variance) of the eigenvalues of JJᵀ: m₁ = (σ_w² μ₁)^L,
     var = m₁² L (μ₂/μ₁² − 1 − s₁) with μ_k = E φ′(√q z)^{2k}, s₁ = −1 Gaussian / 0 orthogonal.
@@ -105,7 +119,7 @@ def jacobian_moments(cfg, q):
     """
     mu1 = _g.derivative_moment(cfg.activation, q, slope=cfg.leaky_slope)
     mu2 = _g.derivative_moment(cfg.activation, q, power=4, slope=cfg.leaky_slope)
-    s1 = 0.0 if cfg.init == "orthogonal" else -1.0
+    s1 = 0.0 if _orthogonal(cfg) else -1.0
     L = cfg.depth
     m1 = (_f(cfg.sigma_w2) * mu1) ** L
     return m1, m1**2 * L * (mu2 / mu1**2 - 1.0 - s1)
@@ -198,7 +212,7 @@ def _jacobian_spectrum(cfg, q0, points):
     q = q_star(cfg.activation, sw, _f(cfg.sigma_b2), slope=cfg.leaky_slope) if q0 is None else _f(q0)
     q = jnp.where(jnp.isinf(q), _Q_EVAL_INF, q)
     m1, var = jacobian_moments(cfg, q)
-    orthogonal = cfg.init == "orthogonal"
+    orthogonal = _orthogonal(cfg)
     if cfg.activation == "linear" and orthogonal:
         loc = sw**cfg.depth
         grid = loc * (jnp.arange(points, dtype=sw.dtype) + 0.5) / points

@@ -1,0 +1,151 @@
+"""Mean field of convolutional stacks: the spatial covariance, its Fourier modes, their depth scales.
+
+For a cnn ``h_l = W_l ∗ φ(h_{l−1}) + b_l`` with circular padding and C → ∞ channels, the covariance
+of one input's pre-activations across spatial positions, Σ_l(α, α') = E[h_l(α, c) h_l(α', c)], follows
+
+    Σ_l = σ_w² A ⋆ C[Σ_{l−1}] + σ_b²,   C[Σ](α, α') = E[φ(u_α) φ(u_α')],  u ~ N(0, Σ),
+
+where (A ⋆ M)(α, α') = k^{−d} Σ_β M(α + β, α' + β) averages along the diagonal over the kernel's window
+(gaussian kernels: weights at different offsets β are independent), and A = identity for a
+delta-orthogonal kernel, whose only non-zero tap is the centre. Each entry's own map is the mlp's q/c
+map, so the diagonal (q_l at every position) follows the mlp's length map when the input is
+translation invariant (:func:`gradjax.theory.q_profile` models the cnn as the mlp). Linearized around
+the fixed point (q*, c*), a deviation that varies along the positions as the Fourier mode p decays by
+χ·λ_p per layer, with λ_p the eigenvalue of the window average,
+
+    λ_p = ∏_i (1/k) Σ_{β=−r..r} cos(2π p_i β / H_i)    (gaussian; λ_p = 1 for delta-orthogonal),
+
+χ = χ_c (off-diagonal: correlations) or the q-map slope χ_q (diagonal), so its depth scale is
+ξ_p = −1/ln|χ λ_p|. At criticality (χ_c = 1) the mean mode is marginal in both inits; every other
+mode of a gaussian cnn dies over ξ_p layers, while delta-orthogonal kernels keep them all (λ_p = 1).
+
+References:
+  Xiao, Bahri, Sohl-Dickstein, Schoenholz & Pennington 2018, "Dynamical Isometry and a Mean Field
+  Theory of CNNs: How to Train 10,000-Layer Vanilla Convolutional Neural Networks", arXiv:1806.05393,
+  Sec. 2.2–3 (covariance map and its Fourier decomposition), Sec. 4 (delta-orthogonal kernels).
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+
+import jax
+import jax.numpy as jnp
+
+from gradjax.theory import gaussian as _g
+from gradjax.theory.meanfield import _depth_scale, _f, _q_eval, _q_map_slope, chi_c, q_star
+
+MODE_KINDS = ("c", "q")
+
+
+def _require_cnn(cfg, what: str) -> None:
+    if cfg.arch != "cnn":
+        raise ValueError(f"{what} models arch='cnn', got arch={cfg.arch!r}")
+
+
+def averaging_eigenvalues(cfg) -> jax.Array:
+    """λ_p of the kernel's window average for every spatial Fourier mode p.
+
+    Args:
+      cfg: a cnn (static).
+
+    Returns:
+      ``cfg.spatial``-shaped λ_p, mode p at index p (numpy FFT order); ones for delta_orthogonal.
+    """
+    _require_cnn(cfg, "averaging_eigenvalues")
+    if cfg.init == "delta_orthogonal":
+        return jnp.ones(cfg.spatial)
+    r = cfg.kernel_size // 2
+    out = jnp.ones(())
+    for i, n in enumerate(cfg.spatial):
+        p = jnp.arange(n, dtype=_f(0.0).dtype)
+        lam = sum(jnp.cos(2 * jnp.pi * p * b / n) for b in range(-r, r + 1)) / cfg.kernel_size
+        out = out[..., None] * lam.reshape((1,) * i + (n,))
+    return out
+
+
+def _fixed_point_slope(cfg, kind: str):
+    sw, sb = _f(cfg.sigma_w2), _f(cfg.sigma_b2)
+    if kind == "c":
+        return chi_c(cfg.activation, sw, sb, slope=cfg.leaky_slope)
+    q = _q_eval(q_star(cfg.activation, sw, sb, slope=cfg.leaky_slope))
+    return _q_map_slope(cfg.activation, sw, jnp.maximum(q, 1e-30), cfg.leaky_slope)
+
+
+def mode_depth_scales(cfg, kind: str = "c") -> jax.Array:
+    """Depth scale ξ_p = −1/ln|χ λ_p| of every spatial Fourier mode p (layers).
+
+    Args:
+      cfg: a cnn.
+      kind: "c" (correlations between positions, χ = χ_c) or "q" (the per-position length, χ = the
+        q-map slope at q*).
+
+    Returns:
+      ``cfg.spatial``-shaped ξ_p in layers: inf where |χ λ_p| ≥ 1, 0 where λ_p = 0.
+
+    References: Xiao et al. 2018, arXiv:1806.05393, Sec. 3 (Eq. 3.6–3.8).
+    """
+    _require_cnn(cfg, "mode_depth_scales")
+    if kind not in MODE_KINDS:
+        raise ValueError(f"kind must be one of {list(MODE_KINDS)}, got {kind!r}")
+    return _depth_scale(jnp.abs(_fixed_point_slope(cfg, kind) * averaging_eigenvalues(cfg)))
+
+
+def _window_average(kernel_size: int, m: jax.Array) -> jax.Array:
+    """(A ⋆ M)(α, α') = k^{−d} Σ_β M(α + β, α' + β) for M of shape spatial + spatial (circular)."""
+    d, r = m.ndim // 2, kernel_size // 2
+    acc = jnp.zeros_like(m)
+    for beta in itertools.product(range(-r, r + 1), repeat=d):
+        acc = acc + jnp.roll(m, tuple(-b for b in beta) * 2, axis=tuple(range(2 * d)))
+    return acc / kernel_size**d
+
+
+def covariance_map(cfg, sigma: jax.Array) -> jax.Array:
+    """One cnn block on the spatial covariance: Σ ↦ σ_w² A ⋆ C[Σ] + σ_b².
+
+    Args:
+      cfg: a cnn.
+      sigma: (P, P) covariance of h over the P = prod(spatial) positions (row-major order).
+
+    Returns:
+      (P, P) the next covariance (linear units).
+    """
+    p = math.prod(cfg.spatial)
+    q = jnp.diagonal(sigma)
+    q1, q2 = q[:, None] * jnp.ones((1, p)), jnp.ones((p, 1)) * q[None, :]
+    c = jnp.clip(sigma / jnp.sqrt(jnp.where(q1 * q2 > 0, q1 * q2, 1.0)), -1.0, 1.0)
+    pair = jax.vmap(lambda a, b, cc: _g.pair_moment(cfg.activation, a, b, cc, slope=cfg.leaky_slope))
+    k = pair(q1.reshape(-1), q2.reshape(-1), c.reshape(-1)).reshape(cfg.spatial * 2)
+    k = k if cfg.init == "delta_orthogonal" else _window_average(cfg.kernel_size, k)
+    out = _f(cfg.sigma_w2) * k + _f(cfg.sigma_b2)
+    return out.reshape(p, p)
+
+
+@functools.partial(jax.jit, static_argnames=("cfg",))
+def spatial_covariance_profile(cfg, sigma0: jax.Array) -> jax.Array:
+    """Σ_l after every block, from the covariance ``sigma0`` (P, P) of h_0 (the transient included).
+
+    Returns:
+      (L, P, P), entry l−1 after block l (linear units).
+
+    References: Xiao et al. 2018, arXiv:1806.05393, Eq. 2.5.
+    """
+    _require_cnn(cfg, "spatial_covariance_profile")
+    _, out = jax.lax.scan(lambda s, _: (covariance_map(cfg, s),) * 2, _f(sigma0), None, length=cfg.depth)
+    return out
+
+
+def input_covariance(cfg, x: jax.Array) -> jax.Array:
+    """Covariance of h_0 over positions for one input ``x`` (*spatial, in_dim) through the cnn's
+    convolutional input layer (kernel entries N(0, 1/(k^d·in_dim)), zero bias): A ⋆ (x xᵀ/in_dim).
+
+    Returns:
+      (P, P) Σ_0.
+    """
+    _require_cnn(cfg, "input_covariance")
+    flat = _f(x).reshape(-1, cfg.in_dim)
+    gram = (flat @ flat.T / cfg.in_dim).reshape(cfg.spatial * 2)
+    p = math.prod(cfg.spatial)
+    return _window_average(cfg.kernel_size, gram).reshape(p, p)

@@ -1,0 +1,133 @@
+"""CNN mean field (gradjax.theory.conv) against closed forms, the mlp's recursion and measurement."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gradjax import NetConfig
+from gradjax import empirical as E
+from gradjax import theory as T
+from gradjax.theory import conv as TC
+from tests.theory.test_spectra import atom_and_ks
+
+
+def _cnn(**kw):
+    base = dict(depth=12, width=64, arch="cnn", spatial=(16,), activation="tanh", sigma_w2=1.5, sigma_b2=0.1)
+    base.update(kw)
+    return NetConfig(**base)
+
+
+def test_cnn_q_profile_equals_the_mlps_and_the_covariance_maps_diagonal():
+    # Xiao et al. 2018 (arXiv:1806.05393), Sec. 2.2: with a translation-invariant input covariance
+    # every position follows the mlp's length map. Two computations: the mlp recursion, and the
+    # diagonal of the full spatial covariance map (pair moments + window average) from Σ_0 = q0·I.
+    for act, sw, sb, init in [("tanh", 1.5, 0.1, "gaussian"), ("relu", 2.0, 0.0, "delta_orthogonal"),
+                              ("erf", 3.0, 0.3, "gaussian")]:
+        cnn = _cnn(activation=act, sigma_w2=sw, sigma_b2=sb, init=init, spatial=(3, 4))
+        mlp = NetConfig(depth=12, width=64, activation=act, sigma_w2=sw, sigma_b2=sb)
+        want = np.asarray(T.q_profile(mlp))
+        np.testing.assert_allclose(T.q_profile(cnn), want, rtol=1e-12)
+        cov = TC.spatial_covariance_profile(cnn, jnp.eye(12))
+        np.testing.assert_allclose(np.diagonal(cov, axis1=1, axis2=2), want[:, None] * np.ones((1, 12)), rtol=1e-10)
+        np.testing.assert_allclose(T.gradient_profile(cnn), T.gradient_profile(mlp), rtol=1e-12)
+
+
+def test_measured_cnn_q_profile_matches_theory():
+    # width 64 channels × 16 positions, 16 seeds × 4 examples. The examples and positions of one seed
+    # share its weights, so a seed's q_l carries its own gain fluctuation (O(1/√C) per layer); the seed
+    # mean is compared within 4 standard errors of the mean across seeds plus 1% for the O(1/C)
+    # finite-width bias of the mean.
+    cfg = _cnn(depth=8, dtype="float64")
+    per_seed = np.asarray(E.q_profile(cfg, seeds=16, batch=4))
+    sem = per_seed.std(0, ddof=1) / math.sqrt(per_seed.shape[0])
+    want = np.asarray(T.q_profile(cfg))
+    assert np.all(np.abs(per_seed.mean(0) - want) < 4 * sem + 0.01 * want), (per_seed.mean(0), want, sem)
+
+
+@pytest.mark.parametrize("spatial,k", [((16,), 3), ((6, 8), 3), ((7,), 5)], ids=str)
+def test_averaging_eigenvalues_are_those_of_the_circulant_window_average(spatial, k):
+    # Independent: the explicit P × P matrix of ε ↦ k^{−d} Σ_β ε(· + β), diagonalized numerically; it is
+    # symmetric and circulant, so its eigenvalues are real and each Fourier mode is an eigenvector.
+    cfg = _cnn(spatial=spatial, kernel_size=k)
+    p = math.prod(spatial)
+    idx = np.arange(p).reshape(spatial)
+    a = np.zeros((p, p))
+    r = k // 2
+    for beta in np.ndindex(*(k,) * len(spatial)):
+        shifted = np.roll(idx, tuple(r - b for b in beta), axis=tuple(range(len(spatial))))
+        a[idx.reshape(-1), shifted.reshape(-1)] += 1.0 / k ** len(spatial)
+    modes = np.fft.fftn(np.eye(p).reshape((p,) + spatial), axes=tuple(range(1, len(spatial) + 1))).reshape(p, p)
+    lam = np.asarray(TC.averaging_eigenvalues(cfg)).reshape(-1)
+    np.testing.assert_allclose(a @ modes.T, modes.T * lam[None, :], atol=1e-12)
+    np.testing.assert_array_equal(TC.averaging_eigenvalues(cfg.with_(init="delta_orthogonal")), np.ones(spatial))
+
+
+def test_mode_depth_scales_closed_forms():
+    # relu at σ_w² = 2, σ_b² = 0: χ_c = χ_q = 1, so ξ_p = −1/ln λ_p, λ_p = (1 + 2 cos(2πp/16))/3; the
+    # mean mode and every delta-orthogonal mode are marginal (inf).
+    cfg = _cnn(activation="relu", sigma_w2=2.0, sigma_b2=0.0)
+    lam = (1 + 2 * np.cos(2 * np.pi * np.arange(16) / 16)) / 3
+    for kind in ("c", "q"):
+        xi = np.asarray(TC.mode_depth_scales(cfg, kind))
+        assert np.isinf(xi[0])
+        np.testing.assert_allclose(xi[1:], -1 / np.log(np.abs(lam[1:])), rtol=1e-10)
+        assert np.all(np.isinf(TC.mode_depth_scales(cfg.with_(init="delta_orthogonal"), kind)))
+    # tanh off criticality: ξ_p = −1/ln(χ_c λ_p) with χ_c from the mlp theory.
+    t = _cnn()
+    np.testing.assert_allclose(TC.mode_depth_scales(t)[1], -1 / np.log(float(T.chi_c("tanh", 1.5, 0.1)) * lam[1]),
+                               rtol=1e-10)
+
+
+def test_measured_per_mode_decay_rates_match_the_depth_scales():
+    # relu gaussian cnn at σ_w² = 2, σ_b² = 0, 16 positions, 64 channels, 16 seeds × 32 examples. The
+    # length profile q_l(α) over positions, divided by its spatial mean per example (removing each
+    # seed's overall gain, the dominant finite-width noise), is averaged; its Fourier modes p = 1, 2
+    # decay by λ_p per layer (ξ = 19.2 and 4.6 layers, Xiao et al. 2018, arXiv:1806.05393, Sec. 3).
+    # Fitted over layers 1–24 (p = 1) and 1–8 (p = 2, before it falls to the noise floor of ~0.1%).
+    cfg = _cnn(depth=24, activation="relu", sigma_w2=2.0, sigma_b2=0.0, in_dim=16)
+    a = np.arange(16)
+    scale = 1 + 0.6 * np.cos(2 * np.pi * a / 16) + 0.4 * np.cos(4 * np.pi * a / 16 + 1)
+    x = jax.random.normal(jax.random.key(7), (32, 16, 16)) * jnp.asarray(scale, jnp.float32)[None, :, None]
+    q = np.diagonal(np.asarray(E.spatial_covariance(cfg, seeds=16, inputs=x), np.float64), axis1=-2, axis2=-1)
+    modes = np.abs(np.fft.fft((q / q.mean(-1, keepdims=True)).mean((0, 2)), axis=-1))
+    xi = np.asarray(TC.mode_depth_scales(cfg, "q"))
+    for p, stop in ((1, 24), (2, 8)):
+        rate = np.polyfit(np.arange(stop), np.log(modes[:stop, p]), 1)[0]
+        assert abs(-1 / rate / xi[p] - 1) < 0.10, (p, -1 / rate, xi[p])
+
+
+@pytest.mark.slow
+def test_tanh_delta_orthogonal_cnn_at_criticality_has_the_orthogonal_free_probability_spectrum():
+    # Xiao et al. 2018, Sec. 4: a delta-orthogonal cnn's Jacobian is, position by position, an orthogonal
+    # mlp's; at criticality its squared singular values follow the orthogonal density of Pennington et al.
+    # 2017 (arXiv:1711.04735). 64 channels × 4 × 4 positions = 1,024 singular values per seed, 2 seeds,
+    # depth 8, inputs scaled so that h_0 starts at q*; KS < 0.05.
+    sb = 0.05
+    sw = float(T.critical_sigma_w2("tanh", sb))
+    cfg = NetConfig(depth=8, width=64, arch="cnn", spatial=(4, 4), init="delta_orthogonal", sigma_w2=sw, sigma_b2=sb,
+                    in_dim=8)
+    q = float(T.q_star("tanh", sw, sb))
+    x = math.sqrt(q) * jax.random.normal(jax.random.key(3), (2, 1, 4, 4, 8))
+    logsv = np.asarray(E.jacobian_spectrum(cfg, seeds=2, inputs=x, layers="end", method="gram"), np.float64)
+    atom, ks = atom_and_ks(T.jacobian_spectrum(cfg), 10.0 ** (2 * logsv.reshape(-1)))
+    assert ks < 0.05 and atom < 0.05, (ks, atom)
+
+
+def test_theory_refuses_what_it_does_not_model():
+    tr = NetConfig(depth=4, width=8, arch="transformer", tokens=3)
+    for f in (T.q_profile, T.c_profile, T.gradient_profile):
+        with pytest.raises(ValueError, match="arch"):
+            f(tr)
+    with pytest.raises(ValueError, match="init"):
+        T.jacobian_spectrum(_cnn())
+    with pytest.raises(ValueError, match="arch"):
+        T.jacobian_spectrum(NetConfig(depth=4, width=8, arch="resmlp"))
+    with pytest.raises(ValueError, match="arch"):
+        T.gradient_spread(_cnn())
+    with pytest.raises(ValueError, match="arch"):
+        TC.mode_depth_scales(NetConfig(depth=4, width=8))
+    with pytest.raises(ValueError, match="kind"):
+        TC.mode_depth_scales(_cnn(), "z")
