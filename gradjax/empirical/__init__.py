@@ -15,6 +15,7 @@ from gradjax.empirical.propagate import forward_taps as forward_taps
 from gradjax.empirical.activations import ActivationStats as ActivationStats
 from gradjax.empirical.activations import activation_stats_of as activation_stats_of
 from gradjax.empirical.activations import spatial_covariance as spatial_covariance
+from gradjax.empirical.activations import token_similarity as token_similarity
 from gradjax.empirical.jacobians import SpectralQuadrature as SpectralQuadrature
 from gradjax.empirical.jacobians import log10_singular_values as log10_singular_values
 from gradjax.empirical.model import DEFAULT_LAYERS as DEFAULT_LAYERS

@@ -127,6 +127,50 @@ def spatial_covariance(cfg: NetConfig, seeds=8, inputs=None, *, batch: int = 1, 
                      max_bytes=max_bytes, seed_batch=seed_batch)
 
 
+def token_similarity_of(cfg: NetConfig, params: dict, x: jax.Array) -> jax.Array:
+    """(L,) mean cosine similarity between distinct tokens of h_l, averaged over the batch (one network)."""
+    if cfg.arch != "transformer" or cfg.tokens < 2:
+        raise ValueError(f"token_similarity needs arch='transformer' with tokens >= 2, got arch={cfg.arch!r}")
+    h = forward_taps(cfg, params, x).hidden
+    h = h.reshape(h.shape[:2] + (cfg.tokens, cfg.width))
+    u = h * jax.lax.rsqrt(jnp.sum(jnp.square(h), axis=-1, keepdims=True))
+    cos = jnp.einsum("lbtn,lbsn->lbts", u, u, precision=jax.lax.Precision.HIGHEST)
+    t = cfg.tokens
+    off_diagonal = (jnp.sum(cos, axis=(-2, -1)) - jnp.trace(cos, axis1=-2, axis2=-1)) / (t * (t - 1))
+    return jnp.mean(off_diagonal, axis=1)
+
+
+def _similarity_one(key, x, *, cfg, batch):
+    params = init_params(cfg, key)
+    x = default_inputs(cfg, key, batch) if x is None else x
+    return token_similarity_of(cfg, params, x)
+
+
+def token_similarity(cfg: NetConfig, seeds=8, inputs=None, *, batch: int = 4, max_bytes: int | None = None,
+                     seed_batch: int | None = None) -> jax.Array:
+    """Mean cosine similarity between the tokens of h_l after every block, across seeds.
+
+    ⟨h_t, h_s⟩/(‖h_t‖‖h_s‖) averaged over the T(T−1) ordered pairs t ≠ s and the batch; 1 when the
+    tokens have collapsed onto one direction (rank collapse). Theory: ``gradjax.theory.token_similarity``.
+
+    Args:
+      cfg: a transformer. seeds: int S, list of ints or key array.
+      inputs: None (unit Gaussian tokens), (B, T, in_dim) shared or (S, B, T, in_dim) per seed.
+      batch: B of the default inputs. max_bytes, seed_batch: as in ``gradient_profile``.
+
+    Returns:
+      (S, L) linear units.
+
+    References: Dong et al. 2021, arXiv:2103.03404; Noci et al. 2022, arXiv:2206.03126.
+    """
+    check_int("batch", batch)
+    keys = keys_of(seeds)
+    x, ax = per_seed_inputs(cfg, inputs, keys.shape[0])
+    b = batch if x is None else x.shape[1 if ax == 0 else 0]
+    return map_seeds(_similarity_one, (("cfg", cfg), ("batch", b)), keys, (x,), (ax,),
+                     per_seed_bytes=_per_seed_bytes(cfg, b), max_bytes=max_bytes, seed_batch=seed_batch)
+
+
 def correlated_inputs(cfg: NetConfig, key: jax.Array, pairs: int, c0: float):
     """Two unit Gaussian input batches with per-component correlation c0: x2 = c0·x1 + √(1−c0²)·z."""
     k1, k2 = jax.random.split(key)

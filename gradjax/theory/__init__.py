@@ -26,6 +26,8 @@ from gradjax.theory.meanfield import phase as phase
 from gradjax.theory.meanfield import q_map as q_map
 from gradjax.theory.meanfield import q_profile as q_profile
 from gradjax.theory.meanfield import q_star as q_star
+from gradjax.theory.attention import token_profile as token_profile
+from gradjax.theory.attention import token_similarity as token_similarity
 from gradjax.theory.spectra import JacobianSpectrum as JacobianSpectrum
 from gradjax.theory.spectra import jacobian_moments as jacobian_moments
 from gradjax.theory.spectra import jacobian_spectrum as jacobian_spectrum
