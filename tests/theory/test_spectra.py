@@ -12,8 +12,8 @@ from gradjax import theory as T
 
 
 def _integrals(s):
-    """∫ρ, mean and variance of the returned density, atom included (the module's quadrature weights)."""
-    pdf = np.asarray(s.weights * s.density)
+    """∫ρ, mean and variance of the returned density, atom included (the module's cell masses)."""
+    pdf = np.asarray(s.mass)
     g = np.asarray(s.grid)
     a, loc = float(s.atom_mass), float(s.atom_loc)
     tot = pdf.sum() + a
@@ -68,6 +68,39 @@ def test_density_integrates_to_closed_form_moments(act, init, sw, sb):
         assert_allclose(float(s.atom_mass), 0.5, rtol=1e-12)  # half the units are off: rank N/2
 
 
+@pytest.mark.parametrize("act,init,sw,sb", [
+    ("tanh", "orthogonal", 1.05, 1e-4), ("tanh", "gaussian", 1.05, 1e-4), ("relu", "gaussian", 2.0, 0.0),
+    ("erf", "gaussian", 1.5, 0.05),
+])
+def test_deep_density_keeps_its_mass_and_variance(act, init, sw, sb):
+    # At L = 64..256 most of the mass lies at λ far below float64's range (F(λ) ~ λ^{1/(L+1)} at 0), and
+    # the mean and variance are carried by the few eigenvalues near the edge. The reference: total mass
+    # 1 (atom: P(φ′ = 0), 1/2 for relu, else 0), and the closed-form moments m₁ = (σ_w² μ₁)^L, var =
+    # m₁² L (μ₂/μ₁² − 1 − s₁) recomputed here from φ′'s moments by an independent numpy quadrature.
+    z, w = np.polynomial.hermite_e.hermegauss(200)
+    w = w / w.sum()
+    q = float(T.q_star(act, sw, sb))
+    u = np.sqrt(q) * z
+    dphi2 = {"tanh": 1 / np.cosh(u) ** 4, "relu": (u > 0).astype(float),
+             "erf": 4 / np.pi * np.exp(-2 * u * u)}[act]
+    mu1, mu2 = float(np.sum(w * dphi2)), float(np.sum(w * dphi2**2))
+    s1 = 0.0 if init == "orthogonal" else -1.0
+    # tanh + orthogonal: L = 64 only, for time (its law has a gap at 0 where each point costs the Newton
+    # cap; measured mass errors at 128 / 256: 4e-6 / 6.5e-5, notes in JacobianSpectrum.mass_error)
+    for L in ((64,) if init == "orthogonal" else (64, 128, 256)):
+        s = T.jacobian_spectrum(NetConfig(depth=L, width=8, activation=act, init=init, sigma_w2=sw, sigma_b2=sb))
+        tot, m, v = _integrals(s)
+        m1 = (sw * mu1) ** L
+        assert_allclose(float(s.mass_error), tot - 1.0, rtol=1e-9, atol=1e-15)  # the error it reports is the error
+        # erf's bound is its own (see JacobianSpectrum.mass_error); every other case within 1e-4
+        assert abs(tot - 1.0) < (1e-3 if act == "erf" else 1e-4), (L, tot)
+        assert_allclose(float(s.atom_mass), 0.5 if act == "relu" else 0.0, rtol=1e-12)
+        # relu: exact moments; tanh/erf: Gauss–Hermite on a smooth φ′², ~1e-12 relative per moment, × L
+        assert_allclose(m, m1, rtol=1e-5)
+        assert_allclose(v, m1**2 * L * (mu2 / mu1**2 - 1.0 - s1), rtol=1e-5)
+        assert np.all(np.isfinite(np.asarray(s.log10_grid)))  # also where λ itself underflows (relu, erf)
+
+
 # ---- direct products ---------------------------------------------------------------------------
 
 def _simulate(cfg, n, seeds, q):
@@ -103,7 +136,7 @@ def atom_and_ks(s, eig):
     law, so the count below lo does not shift them). Neither part depends on how a machine rounds a
     zero.
     """
-    pdf = np.asarray(s.weights * s.density)
+    pdf = np.asarray(s.mass)
     cdf = float(s.atom_mass) + np.cumsum(pdf) - 0.5 * pdf
     grid = np.asarray(s.grid)
     F = lambda x: np.interp(x, grid, cdf, left=float(s.atom_mass), right=1.0)  # noqa: E731
