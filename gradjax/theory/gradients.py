@@ -90,6 +90,7 @@ from gradjax.nn.activations import SLOPED, resolve_activation
 from gradjax.theory import gaussian as _g
 from gradjax.theory import sphere as _sphere
 from gradjax.theory.meanfield import block_kind, _default_q0, _f, _mean_square_after_norm, _norm_eps, c_profile, length_recursion
+from gradjax.theory.support import requires
 
 #: The loss the profiles model: ⟨y, t⟩/B with t independent of the network, so the cotangent entering
 #: the top layer is independent of the weights (the gradient-independence setting of the δ recursion).
@@ -198,14 +199,20 @@ def block_factors(cfg, q0=None, *, q_in=1.0, batch=DEFAULT_BATCH):
 #: Blocks whose finite-width fluctuation is derived here (dense and residual blocks without a norm);
 #: the rnn shares one W over time (the blocks are not independent) and the norms couple units or examples.
 FINITE_WIDTH_ARCHS = ("mlp", "resmlp")
+#: Weight schemes with i.i.d. entries (Hanin's setting; the fluctuation depends on them only through σ_w²).
+FINITE_WIDTH_INITS = ("gaussian", "xavier_normal", "xavier_uniform", "he_normal", "he_uniform", "lecun_normal")
+
+
+_FINITE_WIDTH_WHY = {
+    "arch": "independent blocks: an rnn reuses one W at every step",
+    "norm": "the norms couple units or examples",
+    "init": "the fluctuation comes from i.i.d. weights; an orthogonal W does not fluctuate in norm",
+}
 
 
 def _check_finite_width(cfg, batch):
-    if cfg.arch not in FINITE_WIDTH_ARCHS:
-        raise ValueError(f"the finite-width prediction models arch in {list(FINITE_WIDTH_ARCHS)} (independent "
-                         f"blocks), got arch={cfg.arch!r}")
-    if cfg.norm != "none":
-        raise ValueError(f"the finite-width prediction models norm='none', got norm={cfg.norm!r}")
+    requires(cfg, "the finite-width prediction", why=_FINITE_WIDTH_WHY, arch=FINITE_WIDTH_ARCHS, norm=("none",),
+             init=FINITE_WIDTH_INITS)
     check_int("batch", batch)
 
 
@@ -409,7 +416,8 @@ def gradient_profile(cfg, q0=None, *, q_in=1.0, loss="projection", batch=DEFAULT
       loss: "projection" (static), the only loss modelled: ⟨y, t⟩/B with random t; any other raises.
       batch: B examples per network (static): batchnorm's rate and the finite-width drift depend on it.
       finite_width: include the width-N, batch-B drift (static). ``None`` (default): included where it
-        is modelled (``cfg.arch`` in ``FINITE_WIDTH_ARCHS`` with ``norm="none"``), mean field elsewhere;
+        is modelled (``cfg.arch`` in ``FINITE_WIDTH_ARCHS``, ``norm="none"``, ``cfg.init`` in
+        ``FINITE_WIDTH_INITS``), mean field elsewhere;
         ``True``: included, refused (ValueError) where not modelled; ``False``: mean field (N → ∞).
 
     Returns:
@@ -422,7 +430,8 @@ def gradient_profile(cfg, q0=None, *, q_in=1.0, loss="projection", batch=DEFAULT
     check_int("batch", batch)
     lf = 0.5 * jnp.log10(block_factors(cfg, q0, q_in=q_in, batch=batch))
     if finite_width is None:
-        finite_width = cfg.arch in FINITE_WIDTH_ARCHS and cfg.norm == "none"
+        finite_width = (cfg.arch in FINITE_WIDTH_ARCHS and cfg.norm == "none"
+                        and cfg.init in FINITE_WIDTH_INITS)
     if finite_width:
         lf = lf - finite_width_variance(cfg, q0, q_in=q_in, batch=batch) / (4 * _LN10)
     return _from_factors(lf)

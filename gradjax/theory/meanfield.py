@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 
 from gradjax.theory import gaussian as _g
+from gradjax.theory.support import requires
 
 # q* above this is reported as inf (the map escapes: unbounded activation above criticality).
 _Q_MAX = 1e30
@@ -488,11 +489,8 @@ def c_profile(cfg, q0=None, c0=0.5, *, q_in=1.0, c_in=None):
 
     References: Poole et al. 2016, arXiv:1606.05340, Eq. 5.
     """
-    if cfg.norm == "batchnorm":
-        raise ValueError(
-            "c_profile models norm in ['none', 'layernorm', 'rmsnorm'], got norm='batchnorm' "
-            "(batchnorm couples the examples of a batch)"
-        )
+    requires(cfg, "theory.c_profile", norm=("none", "layernorm", "rmsnorm"),
+             why={"norm": "batchnorm couples the examples of a batch"})
     kind = block_kind(cfg, "c_profile")
     q0 = _f(_default_q0(cfg, q0))
     c_in = c0 if c_in is None else c_in

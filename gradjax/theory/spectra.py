@@ -43,6 +43,7 @@ import jax.numpy as jnp
 from gradjax.nn.activations import resolve_activation
 from gradjax.theory import gaussian as _g
 from gradjax.theory.meanfield import _Q_EVAL_INF, _f, q_star
+from gradjax.theory.support import requires
 
 # d-distribution: panels of width 0.05 on [−10, 10], 8 Gauss–Legendre nodes each (3200 atoms): M_{D²}
 # must stay smooth for z close to the real axis, which the sparse 320-node rule is not.
@@ -56,6 +57,14 @@ _NEWTON_RTOL = 1e-13
 _NEWTON_MAX = 200
 # Edge search: z = d_max (1 + e^u) on a grid of u, then Newton on dλ/du.
 _EDGE_U = (-30.0, 20.0, 4000)
+# What the free-product model covers: J = ∏ D_l W_l needs independent (free) W_l and no norm.
+_MODELS = {"arch": ("mlp",), "norm": ("none",)}
+_WHY = {
+    "arch": "J = ∏ D_l W_l with independent W_l: an rnn reuses one W at every step (not free), and the "
+            "residual spectrum of J = ∏ (1 + α D_l W_l) (Tarnowski et al. 2019, arXiv:1809.08848) is not "
+            "implemented",
+    "norm": "a norm adds a data-dependent projection and rescaling to every block",
+}
 # Smallest λ whose density per unit λ is returned (below it λ and 1/λ leave float64's range).
 _TINY = 1e-300
 # The grid is λ = edge·t^{_MAP_POWER·(L+1)}: power 1 makes the λ^{−L/(L+1)} law at 0 flat in t, but
@@ -140,8 +149,12 @@ def jacobian_moments(cfg, q):
     """Closed-form (mean, variance) of the eigenvalues of JJᵀ: m₁ = (σ_w² μ₁)^L,
     var = m₁² L (μ₂/μ₁² − 1 − s₁) with μ_k = E φ′(√q z)^{2k}, s₁ = −1 Gaussian / 0 orthogonal.
 
+    Raises:
+      ValueError: ``cfg`` is not a plain MLP (arch "mlp", norm "none").
+
     References: Pennington et al. 2018, arXiv:1802.09979, Eq. 11–12.
     """
+    requires(cfg, "theory.jacobian_moments", why=_WHY, **_MODELS)
     mu1 = _g.derivative_moment(cfg.activation, q, slope=cfg.leaky_slope)
     mu2 = _g.derivative_moment(cfg.activation, q, power=4, slope=cfg.leaky_slope)
     s1 = 0.0 if _orthogonal(cfg) else -1.0
@@ -241,8 +254,13 @@ def jacobian_spectrum(cfg, q0=None, *, points=DEFAULT_POINTS):
     64-bit JAX disabled it runs inside a scoped ``jax.enable_x64(True)`` and returns float64 arrays
     (in float32 the continuation loses the physical branch and returns nan).
 
+    Raises:
+      ValueError: ``cfg`` is not a plain MLP: arch "mlp" and norm "none" only (an rnn's shared W is not
+        free; residual spectra (Tarnowski et al. 2019, arXiv:1809.08848) are not implemented).
+
     References: Pennington et al. 2017, arXiv:1711.04735; Pennington et al. 2018, arXiv:1802.09979.
     """
+    requires(cfg, "theory.jacobian_spectrum", why=_WHY, **_MODELS)
     if not jax.config.jax_enable_x64:
         with jax.enable_x64(True):
             return _jacobian_spectrum(cfg, q0, points)
