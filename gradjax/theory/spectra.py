@@ -58,10 +58,10 @@ _NEWTON_MAX = 200
 # Edge search: z = d_max (1 + e^u) on a grid of u, then Newton on dλ/du.
 _EDGE_U = (-30.0, 20.0, 4000)
 # What the free-product model covers: J = ∏ D_l W_l needs independent (free) W_l and no norm.
-_MODELS = {"arch": ("mlp",), "norm": ("none",)}
+_MODELS = {"arch": ("mlp", "cnn"), "norm": ("none",)}
 _WHY = {
-    "arch": "J = ∏ D_l W_l with independent W_l: an rnn reuses one W at every step (not free), and the "
-            "residual spectrum of J = ∏ (1 + α D_l W_l) (Tarnowski et al. 2019, arXiv:1809.08848) is not "
+    "arch": "J = ∏ D_l W_l with independent W_l: an rnn reuses one W at every step (not free), the "
+            "transformer is not a product of free factors, and the residual spectrum of J = ∏ (1 + α D_l W_l) (Tarnowski et al. 2019, arXiv:1809.08848) is not "
             "implemented",
     "norm": "a norm adds a data-dependent projection and rescaling to every block",
 }
@@ -131,17 +131,17 @@ def _lam_of_z(orthogonal, depth, sw, d, w, z):
     return jnp.log1p(m) - jnp.log(m) + depth * jnp.log(base), m
 
 
-def _orthogonal(cfg) -> bool:
+def _orthogonal(cfg, what) -> bool:
     """Whether the free-probability factor is Haar-orthogonal; refuses what this module does not model.
 
     A delta-orthogonal cnn is σ_w·Q_l at every position, so its Jacobian is the orthogonal mlp's per
     position (Xiao et al. 2018, arXiv:1806.05393, Sec. 4); a gaussian cnn's is not modelled here, nor
-    are residual, recurrent or transformer stacks.
+    are residual, recurrent or transformer stacks, nor norms.
     """
-    if cfg.arch not in ("mlp", "cnn"):
-        raise ValueError(f"jacobian_spectrum models arch in ['mlp', 'cnn'], got arch={cfg.arch!r}")
-    if cfg.arch == "cnn" and cfg.init != "delta_orthogonal":
-        raise ValueError(f"jacobian_spectrum models arch='cnn' with init='delta_orthogonal' only, got init={cfg.init!r}")
+    requires(cfg, what, why=_WHY, **_MODELS)
+    if cfg.arch == "cnn":
+        requires(cfg, f"{what} for arch='cnn'", init=("delta_orthogonal",),
+                 why={"init": "a gaussian kernel's per-position factors are not free"})
     return cfg.init in ("orthogonal", "delta_orthogonal")
 
 
@@ -154,10 +154,9 @@ def jacobian_moments(cfg, q):
 
     References: Pennington et al. 2018, arXiv:1802.09979, Eq. 11–12.
     """
-    requires(cfg, "theory.jacobian_moments", why=_WHY, **_MODELS)
     mu1 = _g.derivative_moment(cfg.activation, q, slope=cfg.leaky_slope)
     mu2 = _g.derivative_moment(cfg.activation, q, power=4, slope=cfg.leaky_slope)
-    s1 = 0.0 if _orthogonal(cfg) else -1.0
+    s1 = 0.0 if _orthogonal(cfg, "theory.jacobian_moments") else -1.0
     L = cfg.depth
     m1 = (_f(cfg.sigma_w2) * mu1) ** L
     return m1, m1**2 * L * (mu2 / mu1**2 - 1.0 - s1)
@@ -260,7 +259,7 @@ def jacobian_spectrum(cfg, q0=None, *, points=DEFAULT_POINTS):
 
     References: Pennington et al. 2017, arXiv:1711.04735; Pennington et al. 2018, arXiv:1802.09979.
     """
-    requires(cfg, "theory.jacobian_spectrum", why=_WHY, **_MODELS)
+    _orthogonal(cfg, "theory.jacobian_spectrum")  # refuses first, before any work
     if not jax.config.jax_enable_x64:
         with jax.enable_x64(True):
             return _jacobian_spectrum(cfg, q0, points)
@@ -272,7 +271,7 @@ def _jacobian_spectrum(cfg, q0, points):
     q = q_star(cfg.activation, sw, _f(cfg.sigma_b2), slope=cfg.leaky_slope) if q0 is None else _f(q0)
     q = jnp.where(jnp.isinf(q), _Q_EVAL_INF, q)
     m1, var = jacobian_moments(cfg, q)
-    orthogonal = _orthogonal(cfg)
+    orthogonal = _orthogonal(cfg, "theory.jacobian_spectrum")
     if cfg.activation == "linear" and orthogonal:
         loc = sw**cfg.depth
         grid = loc * (jnp.arange(points, dtype=sw.dtype) + 0.5) / points
