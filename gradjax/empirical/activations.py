@@ -58,6 +58,8 @@ def _phi(cfg: NetConfig, params: dict):
 
 def activation_stats_of(cfg: NetConfig, params: dict, x: jax.Array) -> ActivationStats:
     """:class:`ActivationStats` of ONE network (no seed axis) on inputs ``x``; fields (L,)."""
+    if cfg.arch == "transformer" and not cfg.mlp:
+        raise ValueError("activation_stats needs an activation: arch='transformer' with mlp=True, got mlp=False")
     pre = forward_taps(cfg, params, x).preact  # (L, B, N)
     phi = _phi(cfg, params)
     a, dphi = jax.jvp(phi, (pre,), (jnp.ones_like(pre),))  # elementwise φ and φ'
@@ -96,12 +98,6 @@ def spatial_covariance_of(cfg: NetConfig, params: dict, x: jax.Array) -> jax.Arr
     return jnp.einsum("lbpc,lbqc->lbpq", h, h, precision=jax.lax.Precision.HIGHEST) / cfg.width
 
 
-def _spatial_one(key, x, *, cfg, batch):
-    params = init_params(cfg, key)
-    x = default_inputs(cfg, key, batch) if x is None else x
-    return spatial_covariance_of(cfg, params, x)
-
-
 def spatial_covariance(cfg: NetConfig, seeds=8, inputs=None, *, batch: int = 1, max_bytes: int | None = None,
                        seed_batch: int | None = None) -> jax.Array:
     """Covariance across spatial positions of a cnn's h_l, per seed, layer and example.
@@ -117,14 +113,11 @@ def spatial_covariance(cfg: NetConfig, seeds=8, inputs=None, *, batch: int = 1, 
     Returns:
       (S, L, B, P, P), P = prod(spatial) (linear units).
     """
-    check_int("batch", batch)
-    keys = keys_of(seeds)
-    x, ax = per_seed_inputs(cfg, inputs, keys.shape[0])
-    b = batch if x is None else x.shape[1 if ax == 0 else 0]
+    if cfg.arch != "cnn":
+        raise ValueError(f"spatial_covariance needs arch='cnn', got arch={cfg.arch!r}")
     p = cfg.state_size // cfg.width
-    per_seed = _per_seed_bytes(cfg, b) + 2 * itemsize(cfg) * cfg.depth * b * p * p
-    return map_seeds(_spatial_one, (("cfg", cfg), ("batch", b)), keys, (x,), (ax,), per_seed_bytes=per_seed,
-                     max_bytes=max_bytes, seed_batch=seed_batch)
+    return _forward_stats(cfg, seeds, inputs, "spatial", batch=batch, max_bytes=max_bytes, seed_batch=seed_batch,
+                          extra_bytes=2 * itemsize(cfg) * cfg.depth * p * p)
 
 
 def token_similarity_of(cfg: NetConfig, params: dict, x: jax.Array) -> jax.Array:
@@ -138,12 +131,6 @@ def token_similarity_of(cfg: NetConfig, params: dict, x: jax.Array) -> jax.Array
     t = cfg.tokens
     off_diagonal = (jnp.sum(cos, axis=(-2, -1)) - jnp.trace(cos, axis1=-2, axis2=-1)) / (t * (t - 1))
     return jnp.mean(off_diagonal, axis=1)
-
-
-def _similarity_one(key, x, *, cfg, batch):
-    params = init_params(cfg, key)
-    x = default_inputs(cfg, key, batch) if x is None else x
-    return token_similarity_of(cfg, params, x)
 
 
 def token_similarity(cfg: NetConfig, seeds=8, inputs=None, *, batch: int = 4, max_bytes: int | None = None,
@@ -163,12 +150,13 @@ def token_similarity(cfg: NetConfig, seeds=8, inputs=None, *, batch: int = 4, ma
 
     References: Dong et al. 2021, arXiv:2103.03404; Noci et al. 2022, arXiv:2206.03126.
     """
-    check_int("batch", batch)
-    keys = keys_of(seeds)
-    x, ax = per_seed_inputs(cfg, inputs, keys.shape[0])
-    b = batch if x is None else x.shape[1 if ax == 0 else 0]
-    return map_seeds(_similarity_one, (("cfg", cfg), ("batch", b)), keys, (x,), (ax,),
-                     per_seed_bytes=_per_seed_bytes(cfg, b), max_bytes=max_bytes, seed_batch=seed_batch)
+    if cfg.arch != "transformer" or cfg.tokens < 2:
+        raise ValueError(f"token_similarity needs arch='transformer' with tokens >= 2, got arch={cfg.arch!r}")
+    return _forward_stats(cfg, seeds, inputs, "tokens", batch=batch, max_bytes=max_bytes, seed_batch=seed_batch)
+
+
+# Per-network reductions of one forward pass, by name (the ``what`` of _forward_stats).
+_PER_NETWORK = {"q": q_of, "stats": activation_stats_of, "spatial": spatial_covariance_of, "tokens": token_similarity_of}
 
 
 def correlated_inputs(cfg: NetConfig, key: jax.Array, pairs: int, c0: float):
@@ -183,7 +171,7 @@ def correlated_inputs(cfg: NetConfig, key: jax.Array, pairs: int, c0: float):
 def _stats_one(key, x, *, cfg, batch, what):
     params = init_params(cfg, key)
     x = default_inputs(cfg, key, batch) if x is None else x
-    return q_of(cfg, params, x) if what == "q" else activation_stats_of(cfg, params, x)
+    return _PER_NETWORK[what](cfg, params, x)
 
 
 def _c_one(key, *, cfg, pairs, c0):
@@ -220,14 +208,16 @@ def activation_stats(cfg: NetConfig, seeds=8, inputs=None, *, batch: int = DEFAU
     return _forward_stats(cfg, seeds, inputs, "stats", batch=batch, max_bytes=max_bytes, seed_batch=seed_batch)
 
 
-def _forward_stats(cfg: NetConfig, seeds, inputs, what: str, *, batch, max_bytes, seed_batch):
-    """One forward pass per seed (chunked over seeds), reduced to ``what`` ("q" or "stats")."""
+def _forward_stats(cfg: NetConfig, seeds, inputs, what: str, *, batch, max_bytes, seed_batch, extra_bytes=0):
+    """One forward pass per seed (chunked over seeds), reduced to ``what`` (a key of ``_PER_NETWORK``);
+    ``extra_bytes`` per example for what the reduction keeps."""
     check_int("batch", batch)
     keys = keys_of(seeds)
     x, ax = per_seed_inputs(cfg, inputs, keys.shape[0])
     b = batch if x is None else x.shape[1 if ax == 0 else 0]
     return map_seeds(_stats_one, (("cfg", cfg), ("batch", b), ("what", what)), keys, (x,), (ax,),
-                     per_seed_bytes=_per_seed_bytes(cfg, b), max_bytes=max_bytes, seed_batch=seed_batch)
+                     per_seed_bytes=_per_seed_bytes(cfg, b) + b * extra_bytes, max_bytes=max_bytes,
+                     seed_batch=seed_batch)
 
 
 def c_profile(cfg: NetConfig, seeds=8, c0: float = 0.5, *, pairs: int = DEFAULT_BATCH, max_bytes: int | None = None,
