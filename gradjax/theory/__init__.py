@@ -27,6 +27,9 @@ from gradjax.theory.meanfield import q_map as q_map
 from gradjax.theory.meanfield import q_profile as q_profile
 from gradjax.theory.meanfield import q_star as q_star
 from gradjax.theory.attention import token_profile as token_profile
+from gradjax.theory.conv import averaging_eigenvalues as averaging_eigenvalues
+from gradjax.theory.conv import mode_depth_scales as mode_depth_scales
+from gradjax.theory.conv import spatial_covariance_profile as spatial_covariance_profile
 from gradjax.theory.attention import token_similarity as token_similarity
 from gradjax.theory.spectra import JacobianSpectrum as JacobianSpectrum
 from gradjax.theory.spectra import jacobian_moments as jacobian_moments
