@@ -35,6 +35,7 @@ from gradjax.empirical.losses import loss_fn
 from gradjax.nn.ensemble import ensemble_params, seed_keys
 from gradjax.nn.stack import forward
 from gradjax.train.data import Dataset
+from gradjax.train.monitor import GradientFlowState, gradient_flow_monitor, gradient_flow_states
 from gradjax.train.optim import TrainConfig, make_clipper, make_optimizer, penalty
 
 # Stream id folded into a seed's key for its minibatch order. Flax NNX draws parameters with
@@ -69,6 +70,11 @@ class History:
       weight_norms: (T, S, L) Frobenius norm ‖W_l‖ of block l's kernel (linear; rnn: the shared W
         repeated over the L time steps).
       update_ratio: (T, S, L) ‖ΔW_l‖/‖W_l‖ of the last update (linear).
+      grad_flow: (steps, S, G) log10 norm of every update's minibatch gradient (before clipping) per
+        layer group — ``embed``, ``blocks/0`` … ``blocks/L−1`` (rnn: one ``blocks``), ``readout``, each
+        kernel and bias together — recorded by :func:`gradjax.train.monitor.gradient_flow_monitor`
+        in front of the optimizer chain; NaN from a seed's divergence on.
+      grad_flow_labels: (G,) the group labels of ``grad_flow``.
       diverged_at: (S,) int, the update at which the seed diverged, −1 where it never did.
       params: final parameters with a leading seed axis (a diverged seed: its last finite values).
       cfg, tc: the network and training settings.
@@ -87,6 +93,8 @@ class History:
     hidden_grad_norms: np.ndarray
     weight_norms: np.ndarray
     update_ratio: np.ndarray
+    grad_flow: np.ndarray
+    grad_flow_labels: tuple
     diverged_at: np.ndarray
     params: Any
     cfg: NetConfig
@@ -127,6 +135,22 @@ def kernel_norms(cfg: NetConfig, params: dict) -> jax.Array:
     return jnp.sqrt(jnp.sum(jnp.square(w), axis=(1, 2)))
 
 
+def monitored_optimizer(cfg: NetConfig, tc: TrainConfig) -> optax.GradientTransformation:
+    """``make_optimizer(tc)`` behind a gradient-flow monitor: every update's raw gradient norm per layer.
+
+    The monitor passes the gradient through unchanged, so the chain's updates are those of
+    ``make_optimizer(tc)``; its record (``tc.steps`` rows) becomes :attr:`History.grad_flow`.
+    """
+    stacked = () if cfg.arch == "rnn" else ("blocks",)
+    return optax.chain(gradient_flow_monitor(tc.steps, stacked=stacked), make_optimizer(tc))
+
+
+def _grad_flow(opt_state) -> tuple[np.ndarray, tuple]:
+    """(steps, S, G) log10 norms and the labels from the vmapped monitor state."""
+    state: GradientFlowState = gradient_flow_states(opt_state)[0]
+    return np.moveaxis(np.asarray(state.log10_norms), 0, 1), state.labels
+
+
 def _tree_where(flag: jax.Array, a, b):
     return jax.tree.map(lambda x, y: jnp.where(flag, x, y), a, b)
 
@@ -158,7 +182,7 @@ def _seed_update(cfg, tc, loss, batch, params, opt_state, div, key, t, x, y):
     (total, _), g = jax.value_and_grad(objective, has_aux=True)(params)
     g_clip, _ = make_clipper(tc).update(g, optax.EmptyState(), params)
     clipped = jnp.any(jnp.stack([jnp.any(a != b) for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(g_clip))]))
-    upd, new_state = make_optimizer(tc).update(g, opt_state, params)
+    upd, new_state = monitored_optimizer(cfg, tc).update(g, opt_state, params)
     new_params = optax.apply_updates(params, upd)
     ok = jnp.isfinite(total) & _all_finite(g) & _all_finite(new_params)
     alive = div < 0
@@ -284,7 +308,7 @@ def train(cfg: NetConfig, tc: TrainConfig, data: Dataset, seeds=4, *, loss=None,
     keys = seed_keys(seeds)
     s = keys.shape[0]
     params = ensemble_params(cfg, keys)
-    opt_state = jax.vmap(make_optimizer(tc).init)(params)
+    opt_state = jax.vmap(monitored_optimizer(cfg, tc).init)(params)
     div = jnp.full((s,), -1, jnp.int32)
     minibatch_keys = jax.vmap(lambda k: jax.random.fold_in(k, MINIBATCH_STREAM))(keys)
     dt = cfg.jnp_dtype
@@ -317,7 +341,10 @@ def train(cfg: NetConfig, tc: TrainConfig, data: Dataset, seeds=4, *, loss=None,
             bar.update(length)
 
     stacked = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+    grad_flow, grad_flow_labels = _grad_flow(opt_state)
     return History(
+        grad_flow=grad_flow,
+        grad_flow_labels=grad_flow_labels,
         step=np.cumsum(lengths),
         diverged_at=np.asarray(div),
         params=jax.tree.map(np.asarray, params),

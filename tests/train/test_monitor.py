@@ -102,3 +102,26 @@ def test_vmapped_seeds_and_zero_and_huge_groups():
     with pytest.raises(TypeError, match="capacity"):
         gradient_flow_monitor(2.5)
     assert group_log10_norms({"a": {"w": jnp.ones(4)}}).shape == (1,)
+
+
+def test_training_loop_records_every_update_per_layer():
+    from gradjax.config import NetConfig
+    from gradjax.nn.stack import forward, init_params
+    from gradjax.train import Dataset, TrainConfig, load_digits, train
+
+    d = load_digits()
+    data = Dataset(d.x_train[:100], d.y_train[:100], d.x_test[:50], d.y_test[:50], d.task, "digits100")
+    cfg = NetConfig(depth=3, width=8, in_dim=64, out_dim=10, activation="tanh")
+    tc = TrainConfig(optimizer="sgd", learning_rate=0.1, steps=3, log_every=3)  # full batch
+    h = train(cfg, tc, data, seeds=2, progress=False)
+    assert h.grad_flow_labels == ("blocks/0", "blocks/1", "blocks/2", "embed", "readout")
+    assert h.grad_flow.shape == (3, 2, 5)
+    # update 1 of seed 1: the full-batch gradient at the initial parameters, by hand
+    x, y = jnp.asarray(data.x_train, jnp.float32), jnp.asarray(data.y_train)
+    g = jax.grad(lambda q: optax.softmax_cross_entropy_with_integer_labels(forward(cfg, q, x), y).mean())(
+        init_params(cfg, jax.random.key(1)))
+    want = [np.log10(np.sqrt(sum(np.sum(np.asarray(g["blocks"][k][l], np.float64) ** 2) for k in ("kernel", "bias"))))
+            for l in range(3)]
+    want += [np.log10(np.sqrt(sum(np.sum(np.asarray(a, np.float64) ** 2) for a in jax.tree.leaves(g[n]))))
+             for n in ("embed", "readout")]
+    np.testing.assert_allclose(h.grad_flow[0, 1], want, atol=1e-5)  # float32 gradients, two computations
