@@ -234,6 +234,85 @@ def _demo(args) -> int:
     return status
 
 
+def load_factory(target: str):
+    """``"path/to/file.py:make_model"`` → the callable ``make_model`` defined in that file."""
+    import importlib.util
+
+    path, sep, name = target.rpartition(":")
+    if not sep or not path or not name:
+        raise UsageError(f"target must be FILE.py:FACTORY (e.g. my_model.py:make_model), got {target!r}")
+    if not Path(path).is_file():
+        raise UsageError(f"no such file: {path}")
+    spec = importlib.util.spec_from_file_location(Path(path).stem, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(Path(path).resolve().parent))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.pop(0)
+    factory = getattr(module, name, None)
+    if not callable(factory):
+        names = sorted(n for n in vars(module) if callable(vars(module)[n]) and not n.startswith("_"))
+        raise UsageError(f"{path} defines no callable {name!r}; callables there: {names}")
+    return factory
+
+
+def load_inputs(spec: str):
+    """``--inputs``: a .npy file, or a comma-separated shape ``B,…`` of unit Gaussian float32 inputs
+    (drawn from key 0), or ``int:V:B,…`` for integer tokens uniform in [0, V)."""
+    import jax
+    import numpy as np
+
+    if spec.endswith(".npy"):
+        if not Path(spec).is_file():
+            raise UsageError(f"no such inputs file: {spec}")
+        return np.load(spec)
+    vocab = None
+    if spec.startswith("int:"):
+        _, v, spec = spec.split(":", 2)
+        vocab = _positive_int(v)
+    try:
+        shape = tuple(_positive_int(d) for d in spec.split(","))
+    except (argparse.ArgumentTypeError, ValueError):
+        raise UsageError(f"--inputs must be a .npy file, a shape like 64,8,8,1 or int:V:B,T, got {spec!r}") from None
+    key = jax.random.key(0)
+    return jax.random.randint(key, shape, 0, vocab) if vocab else jax.random.normal(key, shape)
+
+
+def _inspect(args) -> int:
+    import numpy as np
+
+    from gradjax import empirical
+
+    _setup_jax(args)
+    factory = load_factory(args.target)
+    x = load_inputs(args.inputs)
+    try:
+        labels = empirical.layer_paths(factory, x)
+    except (TypeError, ValueError) as e:
+        raise UsageError(str(e)) from None
+    g = empirical.gradient_profile(factory, args.seeds, x)
+    q = empirical.q_profile(factory, args.seeds, x)
+    qs = np.nanquantile(np.asarray(g.hidden, np.float64), [0.1, 0.5, 0.9], axis=0)
+    print(f"{args.target}: {len(labels)} layers (nnx.Linear / nnx.Conv outputs in call order), {args.seeds} seeds, "
+          f"inputs {tuple(np.shape(x))}; projection loss with unit Gaussian targets")
+    print(f"{'layer':<32s} {'log10 |dloss/dh| median [10%, 90%]':>38s} {'q = mean h^2':>14s}")
+    for i, lab in enumerate(labels):
+        print(f"{lab:<32s} {qs[1, i]:+10.3f}  [{qs[0, i]:+8.3f}, {qs[2, i]:+8.3f}]    {np.median(np.asarray(q)[:, i]):12.4g}")
+    if args.out:
+        import xarray as xr
+
+        ds = xr.Dataset({"log10_grad_hidden": (("seed", "layer"), np.asarray(g.hidden)),
+                         "log10_grad_kernel": (("seed", "layer"), np.asarray(g.weights)),
+                         "q": (("seed", "layer"), np.asarray(q))},
+                        coords={"layer": list(labels), "seed": np.arange(args.seeds)},
+                        attrs={"target": args.target, "inputs": args.inputs})
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        ds.to_netcdf(args.out)
+        print(f"stored: {args.out}")
+    return 0
+
+
 def check_out(folder) -> Path:
     """Raises ``PermissionError`` with one clear line unless ``folder`` can be created and written."""
     from gradjax.experiments.sweep import check_writable
@@ -289,6 +368,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_out(p)
     p.add_argument("--no-html", action="store_true", help="write report.md only")
     p.set_defaults(fn=_report)
+
+    p = sub.add_parser("inspect", help="measure a Flax NNX model from a factory in your own file",
+                       description="Gradient profile and q profile across seeds, at initialization, of the "
+                                   "model that FILE.py:FACTORY builds (FACTORY(rngs: nnx.Rngs) -> nnx.Module).")
+    p.add_argument("target", metavar="FILE.py:FACTORY", help="e.g. my_model.py:make_model")
+    p.add_argument("--inputs", required=True, metavar="SPEC",
+                   help="a .npy file, a shape B,... of unit Gaussian inputs, or int:V:B,T integer tokens")
+    p.add_argument("--seeds", type=_positive_int, default=4, metavar="S", help="number of seeds (default 4)")
+    p.add_argument("--out", default=None, metavar="FILE.nc", help="also store the results (netCDF, layer labels)")
+    p.set_defaults(fn=_inspect)
 
     p = sub.add_parser("demo", help="quick versions of the headline experiments and the report",
                        description="Run the quick size of the headline experiments and write the report.")
