@@ -42,8 +42,9 @@ from gradjax.config import NetConfig
 from gradjax.empirical._seeds import data_key, default_inputs, itemsize, keys_of, map_seeds, per_seed_inputs
 from gradjax.empirical.gradients import default_targets
 from gradjax.empirical.lanczos import gauss_quadrature, lanczos_tridiagonal, orthogonal_probes, smoothed_density
-from gradjax.empirical.losses import loss_fn
-from gradjax.empirical.model import DEFAULT_LAYERS, _leaf, _seed_split, model_targets, path_label, plan_taps
+from gradjax.empirical.losses import DEFAULT_LOSS, loss_fn
+from gradjax.empirical.model import (DEFAULT_LAYERS, _leaf, _seed_split, model_targets, path_label, plan_taps,
+                                     pure_apply)
 from gradjax.nn.stack import forward, init_params
 
 # Lanczos steps per probe: 32 nodes resolve the bulk and converge the top eigenvalues of the
@@ -198,17 +199,15 @@ def _model_one(key, x, t, *, make_model, plan, loss, k, probes, trace_probes, to
     t = model_targets(plan, key, loss) if t is None else t
     f = loss_fn(loss)
 
-    def loss_of(pure):
-        state = jax.tree.map(lambda a: a, params)
-        nnx.replace_by_pure_dict(state, pure)
-        return f(nnx.merge(graphdef, state, rest, copy=True)(x), t)
+    apply = pure_apply(graphdef, params, rest)
+    loss_of = lambda pure: f(apply(pure, x), t)  # noqa: E731
 
     return _blocks_spectrum(loss_of, nnx.to_pure_dict(params), [b[1:] for b in model_blocks(plan.modules)],
                             jax.random.fold_in(data_key(key), 4), k=k, probes=probes, trace_probes=trace_probes,
                             top=top)
 
 
-def hessian_spectrum(net, seeds=8, inputs=None, targets=None, loss="mse", *, layers=DEFAULT_LAYERS,
+def hessian_spectrum(net, seeds=8, inputs=None, targets=None, loss=DEFAULT_LOSS, *, layers=DEFAULT_LAYERS,
                      k: int = DEFAULT_HESSIAN_K, probes: int = DEFAULT_HESSIAN_PROBES,
                      trace_probes: int = DEFAULT_TRACE_PROBES, top: int = DEFAULT_TOP, batch: int = 64,
                      max_bytes: int | None = None, seed_batch: int | None = None) -> HessianSpectrum:

@@ -51,7 +51,7 @@ from gradjax.empirical.gradients import GradNorms
 from gradjax.empirical.jacobians import (DEFAULT_LANCZOS_K, DEFAULT_SLQ_PROBES, METHODS, SpectralQuadrature,
                                          log10_singular_values)
 from gradjax.empirical.lanczos import gauss_quadrature, lanczos_tridiagonal, unit_probe
-from gradjax.empirical.losses import loss_fn
+from gradjax.empirical.losses import DEFAULT_LOSS, loss_fn
 from gradjax.empirical.propagate import log10_norm, normalize
 from gradjax.nn.activations import RECTIFIERS, SATURATING, get_activation
 
@@ -254,6 +254,17 @@ def split_model(model: nnx.Module):
     return nnx.split(model, nnx.Param, ...)
 
 
+def pure_apply(graphdef, params, rest) -> Callable:
+    """``apply(pure, x)``: the model with its ``nnx.Param`` values replaced by the plain nested dict
+    ``pure`` (the form of ``nnx.to_pure_dict(params)``), for plain-pytree optimizers and Hessians."""
+    def apply(pure, x):
+        state = jax.tree.map(lambda a: a, params)
+        nnx.replace_by_pure_dict(state, pure)
+        return nnx.merge(graphdef, state, rest, copy=True)(x)
+
+    return apply
+
+
 def _seed_split(make_model: ModelFactory, key: jax.Array, dtype: str | None = None):
     graphdef, params, rest = split_model(make_model(nnx.Rngs(key)))
     if dtype is not None:
@@ -277,7 +288,7 @@ def _param_names(plan: TapPlan, params: dict) -> tuple[str, ...]:
     return tuple(names)
 
 
-def model_grad_norms(model: nnx.Module, x: jax.Array, targets, loss="mse", layers=DEFAULT_LAYERS, *,
+def model_grad_norms(model: nnx.Module, x: jax.Array, targets, loss=DEFAULT_LOSS, layers=DEFAULT_LAYERS, *,
                      plan: TapPlan | None = None) -> GradNorms:
     """Per-layer log10 gradient norms of ONE model on ``x``: :class:`GradNorms` with (L,) fields.
 
@@ -466,7 +477,7 @@ def _grad_one(key, x, t, *, make_model, plan, loss):
     return _grad_norms(g, p, r, plan, x, t, loss_fn(loss))
 
 
-def model_gradient_profile(make_model: ModelFactory, seeds=8, inputs=None, targets=None, loss="mse", *,
+def model_gradient_profile(make_model: ModelFactory, seeds=8, inputs=None, targets=None, loss=DEFAULT_LOSS, *,
                            layers=DEFAULT_LAYERS, max_bytes: int | None = None,
                            seed_batch: int | None = None) -> GradNorms:
     """Per-layer gradient norms of S models ``make_model(nnx.Rngs(k))`` at initialization.
@@ -476,7 +487,8 @@ def model_gradient_profile(make_model: ModelFactory, seeds=8, inputs=None, targe
       seeds: int S (k = 0..S−1), a list of ints, or a key array (S,).
       inputs: (B, …) one batch shared by all seeds (required).
       targets: None (drawn per seed from its data key, see :func:`model_targets`) or one shared array.
-      loss: "mse" | "xent" | a callable ``f(y, targets) -> scalar`` on the model's output y.
+      loss: "projection" (default, ⟨y, t⟩/B) | "mse" | "xent" | a callable ``f(y, targets) -> scalar``
+        on the model's output y.
       layers: which module outputs are the h_l (see module docstring); labels: :func:`layer_paths`.
       max_bytes, seed_batch: as :func:`gradjax.empirical.gradient_profile`.
 
