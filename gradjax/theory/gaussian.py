@@ -2,24 +2,23 @@
 
 Every mean-field quantity in gradjax is one of a handful of Gaussian integrals of the activation
 φ and its derivative φ′. Each activation has one record in :data:`MOMENTS` holding its closed forms
-(second moment, mean, derivative moments, pair moment, derivative pair moment; linear; relu /
-leaky_relu / prelu through the arc-cosine kernel; erf through the arcsine kernel; hard_tanh through
-the normal CDF) and its kinks; where a record has no closed form the integral is computed by a fixed
-composite Gauss–Legendre rule on the standard-normal variable (jittable, vmappable, differentiable
-in q and c).
+(second moment, mean, derivative moments, pair moment, derivative pair moment) and its kinks: linear;
+relu / leaky_relu / prelu through the arc-cosine kernel; erf through the arcsine kernel; hard_tanh
+through the normal CDF; and for the pair moments of hard_tanh, elu and selu, the conditional mean
+E[φ(u₂) | u₁] in closed form, integrated over u₁ by a rule split at the kinks. Where a record has no
+closed form the integral is computed by a fixed composite Gauss–Legendre rule on the standard-normal
+variable, or, for pairs, by the Mehler series (jittable, vmappable, differentiable in q and c).
 
 Quadrature. z ~ N(0, 1) is integrated over [−R, R] cut into panels of equal width with Gauss–Legendre
-nodes in each panel, weighted by the normal density. Panels meet at 0, so the activations integrated
-numerically whose kinks sit at the origin (elu, selu) are integrated piecewise-smoothly; no rule
-straddles a kink: the relu family is in closed form, and hard_tanh, whose kinks ±1/√q move with q,
-uses closed forms and, for pairs, a rule split at the moving kinks. The truncation error is the
-normal tail beyond R (e^{-R²/2}). Measured accuracy (tests/theory/test_gaussian.py, against scipy
-quad): E[tanh(√q z)²] to ~1e-12 relative for q ≤ 4 and ~1e-9 for q = 30 with the 1-D rule; the 2-D
-rule is coarser (≲1e-8 for q ≤ 4); hard_tanh to ≲1e-12 (tests/theory/test_hard_tanh.py). Pair
-moments without a closed form use the Mehler series below, exact at c = 0 and c = 1; where φ′ jumps
-(selu at 0) its truncation converges slowly as c → 1: E[φ′(u₁)φ′(u₂)] for selu at q = 1 is off by 2e-10
-at c = 0.9 and 8e-4 at c = 0.99 (elu, whose φ′ is continuous: 4e-6 at c = 0.99), against nested scipy
-quad split at the kink.
+nodes in each panel, weighted by the normal density. Panels meet at 0, so the kinks at the origin of
+elu and selu fall on panel edges; no rule straddles a kink: the relu family is in closed form, and
+the kinks of hard_tanh, ±1/√q, which move with q, are breakpoints of its rules. The truncation error
+is the normal tail beyond R (e^{-R²/2}). Measured accuracy (tests/theory/test_gaussian.py, against
+scipy quad): E[tanh(√q z)²] to ~1e-12 relative for q ≤ 4 and ~1e-9 for q = 30 with the 1-D rule; the
+2-D rule is coarser (≲1e-8 for q ≤ 4); the split pair rules ≲1e-12 up to c = 0.999
+(tests/theory/test_hard_tanh.py, test_gaussian.py). The Mehler series is exact at c = 0 and c = 1 and
+converges fast for smooth φ (tanh, gelu, softplus: 1e-9); for a φ′ with a jump it would converge
+slowly as c → 1 (selu's E[φ′φ′] was off by 8e-4 at c = 0.99), which is why elu / selu use the split rule.
 
 For a pair, u₁ = √q₁ z₁ and u₂ = √q₂ (c z₁ + √(1−c²) z₂) with z₁, z₂ independent standard normals,
 so E[u₁²] = q₁, E[u₂²] = q₂ and corr(u₁, u₂) = c.
@@ -42,7 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradjax.nn.activations import DEFAULT_LEAKY_SLOPE, DEFAULT_PRELU_SLOPE, resolve_activation
+from gradjax.nn.activations import DEFAULT_LEAKY_SLOPE, DEFAULT_PRELU_SLOPE, SELU_ALPHA, SELU_SCALE, resolve_activation
 
 # 1-D rule: panels of width 0.5 on [−10, 10] (tail mass beyond 10 is ~1.5e-23), 8 Gauss–Legendre
 # nodes each: 320 nodes. Accuracy checked in tests/theory/test_gaussian.py.
@@ -58,11 +57,11 @@ _R_2D, _PANEL_2D, _NODES_2D = 8.0, 1.0, 8
 # evaluate inside fixed-point solves.
 _HERMITE_ORDER = 160
 
-# Rule split at moving kinks (hard_tanh pair moments): every segment between breakpoints is cut at
+# Rule split at moving kinks (pair moments of hard_tanh, elu, selu): every segment between breakpoints is cut at
 # these fractions, graded geometrically towards both ends (down to 1e-4 of the segment) so that the
 # boundary layer of width ~√(1−c²) the conditional mean has near c = ±1 is resolved; 8 Gauss–Legendre
 # nodes per sub-panel. Accuracy (1e-11 against scipy quad split at the kinks) checked in
-# tests/theory/test_hard_tanh.py.
+# tests/theory/test_hard_tanh.py and test_gaussian.py.
 _HALF_GRADING = (0.0, 1e-4, 1e-3, 5e-3, 0.02, 0.05, 0.1, 0.18, 0.27, 0.38)
 _GRADING = np.concatenate([_HALF_GRADING, [0.5], 1.0 - np.asarray(_HALF_GRADING)[::-1]])
 _NODES_KINKED = 8
@@ -271,43 +270,76 @@ def _graded_rule(breaks):
     return z, w
 
 
-def _hard_tanh_pair_moments(q1, q2, c):
-    """(E[φ(u₁)φ(u₂)], E[φ′(u₁)φ′(u₂)]) for φ = hard_tanh, by a 1-D rule split at the kinks.
+def _hard_tanh_conditional(mu, sig):
+    """(E[clip(Y)], P(|Y| < 1)) for Y ~ N(μ, σ²): E[clip(Y)] = −P(Y < −1) + P(Y > 1) + E[Y 1{|Y| < 1}],
+    E[Y 1{|Y|<1}] = μ p_in − σ(φ_N(hi) − φ_N(lo))."""
+    lo, hi = (-1.0 - mu) / sig, (1.0 - mu) / sig
+    p_in = _ndtr(hi) - _ndtr(lo)
+    return _ndtr(-hi) - _ndtr(lo) + mu * p_in - sig * (_normal_pdf(hi) - _normal_pdf(lo)), p_in
 
-    Given z₁, u₂ ~ N(μ, σ²) with μ = √q₂ c z₁, σ² = q₂(1 − c²), so E[clip(u₂) | z₁] and P(|u₂| < 1 | z₁)
-    are closed forms in Φ, φ_N. What is left is a 1-D integral over z₁ of a function that is smooth
-    between the kinks of φ(√q₁ z₁) at ±1/√q₁ and the points ±1/(|c|√q₂) where the conditional mean
-    crosses the kinks of φ (a kink itself as c → ±1): the rule is split at all four, graded towards them.
+
+def _exp_linear_conditional(scale, alpha):
+    """(E[φ(Y)], E[φ′(Y)]) for Y ~ N(μ, σ²), φ(x) = λ x (x > 0), λ α (eˣ − 1) (x < 0) (elu: λ = α = 1):
+    E[Y 1{Y>0}] = μΦ(d) + σφ_N(d), E[e^Y 1{Y<0}] = e^{μ+σ²/2} Φ(−d − σ), d = μ/σ (in log space, so that
+    large μ does not overflow)."""
+
+    def conditional(mu, sig):
+        d = mu / sig
+        tail = jnp.exp(mu + 0.5 * sig * sig + jax.scipy.special.log_ndtr(-d - sig))
+        pos = _ndtr(d)
+        return scale * (mu * pos + sig * _normal_pdf(d) + alpha * (tail - (1.0 - pos))), scale * (pos + alpha * tail)
+
+    return conditional
+
+
+def _split_pair_moments(activation, conditional, kinks, q1, q2, c):
+    """(E[φ(u₁)φ(u₂)], E[φ′(u₁)φ′(u₂)]) by a 1-D rule split at the kinks, for φ with a closed-form
+    conditional mean.
+
+    Given z₁, u₂ ~ N(μ, σ²) with μ = √q₂ c z₁, σ² = q₂(1 − c²), so E[φ(u₂) | z₁] and E[φ′(u₂) | z₁] are
+    closed forms (``conditional``). What is left is a 1-D integral over z₁ of a function that is smooth
+    between the kinks k/√q₁ of φ(√q₁ z₁) and the points k/(c√q₂) where the conditional mean crosses the
+    kinks of φ (a kink itself as c → ±1): the rule is split at all of them, graded towards them.
     """
     s1, s2 = _safe_sqrt(q1), _safe_sqrt(q2)
     k1 = 1.0 / jnp.maximum(s1, 1.0 / _R_1D)
-    kc = 1.0 / jnp.maximum(jnp.abs(c) * s2, 1.0 / _R_1D)
+    kc = jnp.sign(c) / jnp.maximum(jnp.abs(c) * s2, 1.0 / _R_1D)
     r = jnp.full_like(k1, _R_1D)
-    z, w = _graded_rule(jnp.sort(jnp.stack([-r, -k1, k1, -kc, kc, r])))
-    mu = s2 * c * z
-    sig = _safe_sqrt(q2 * (1.0 - c * c))
-    lo, hi = (-1.0 - mu) / sig, (1.0 - mu) / sig
-    p_in = _ndtr(hi) - _ndtr(lo)
-    # E[clip(Y)] = −P(Y < −1) + P(Y > 1) + E[Y 1{|Y| < 1}],  E[Y 1{|Y|<1}] = μ p_in − σ(φ_N(hi) − φ_N(lo)).
-    m = _ndtr(-hi) - _ndtr(lo) + mu * p_in - sig * (_normal_pdf(hi) - _normal_pdf(lo))
+    breaks = [-r, r] + [jnp.clip(k * v, -r, r) for k in kinks for v in (k1, kc)]
+    z, w = _graded_rule(jnp.sort(jnp.stack(breaks)))
+    m, md = conditional(s2 * c * z, _safe_sqrt(q2 * (1.0 - c * c)))
+    f = resolve_activation(activation)
     u1 = s1 * z
-    return jnp.sum(w * jnp.clip(u1, -1.0, 1.0) * m), jnp.sum(w * (jnp.abs(u1) < 1.0) * p_in)
+    return jnp.sum(w * f(u1) * m), jnp.sum(w * derivative(f)(u1) * md)
 
 
-@jax.custom_jvp
-def _hard_tanh_pair(q1, q2, c):
-    """E[φ(u₁)φ(u₂)] for hard_tanh, with ∂/∂c by Price's theorem: √(q₁q₂) E[φ′(u₁)φ′(u₂)] (exact also
-    at c = ±1, where the conditional variance q₂(1 − c²) vanishes and its derivative does not exist)."""
-    return _hard_tanh_pair_moments(q1, q2, c)[0]
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1, 2))
+def _split_pair(activation, conditional, kinks, q1, q2, c):
+    """E[φ(u₁)φ(u₂)] of :func:`_split_pair_moments`, with ∂/∂c by Price's theorem: √(q₁q₂) E[φ′(u₁)φ′(u₂)]
+    (exact also at c = ±1, where the conditional variance q₂(1 − c²) vanishes)."""
+    return _split_pair_moments(activation, conditional, kinks, q1, q2, c)[0]
 
 
-@_hard_tanh_pair.defjvp
-def _hard_tanh_pair_jvp(primals, tangents):
+@_split_pair.defjvp
+def _split_pair_jvp(activation, conditional, kinks, primals, tangents):
     q1, q2, c = primals
     t1, t2, tc = tangents
-    value, dq = jax.jvp(lambda a, b: _hard_tanh_pair_moments(a, b, c)[0], (q1, q2), (t1, t2))
-    price = jnp.sqrt(q1 * q2) * _hard_tanh_pair_moments(q1, q2, c)[1]
+    value, dq = jax.jvp(lambda a, b: _split_pair_moments(activation, conditional, kinks, a, b, c)[0],
+                        (q1, q2), (t1, t2))
+    price = jnp.sqrt(q1 * q2) * _split_pair_moments(activation, conditional, kinks, q1, q2, c)[1]
     return value, dq + price * tc
+
+
+def _split_forms(activation, conditional, kinks):
+    """The pair and derivative-pair forms of an activation with a closed-form conditional mean."""
+
+    def pair(q1, q2, c, a):
+        return _split_pair(activation, conditional, kinks, *(jnp.asarray(v, float) for v in (q1, q2, c)))
+
+    def derivative_pair(q1, q2, c, a):
+        return _split_pair_moments(activation, conditional, kinks, q1, q2, c)[1]
+
+    return {"pair": pair, "derivative_pair": derivative_pair, "kinks": kinks}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -358,12 +390,11 @@ MOMENTS: dict[str, ClosedForms] = {
         derivative_pair=lambda q1, q2, c, a: 4 / jnp.pi / jnp.sqrt((1 + 2 * q1) * (1 + 2 * q2) - 4 * q1 * q2 * c * c)),
     "hard_tanh": ClosedForms(
         second=_hard_tanh_second, mean=_zero_mean, derivative=_hard_tanh_derivative,
-        pair=lambda q1, q2, c, a: _hard_tanh_pair(*(jnp.asarray(v, float) for v in (q1, q2, c))),
-        derivative_pair=lambda q1, q2, c, a: _hard_tanh_pair_moments(q1, q2, c)[1], kinks=(-1.0, 1.0)),
+        **_split_forms("hard_tanh", _hard_tanh_conditional, (-1.0, 1.0))),
     "tanh": ClosedForms(mean=_zero_mean),
     "sigmoid": ClosedForms(),
-    "elu": ClosedForms(kinks=(0.0,)),  # φ″ jumps at 0
-    "selu": ClosedForms(kinks=(0.0,)),  # φ′ jumps at 0
+    "elu": ClosedForms(**_split_forms("elu", _exp_linear_conditional(1.0, 1.0), (0.0,))),  # φ″ jumps at 0
+    "selu": ClosedForms(**_split_forms("selu", _exp_linear_conditional(SELU_SCALE, SELU_ALPHA), (0.0,))),  # φ′ jumps
     "gelu": ClosedForms(),
     "silu": ClosedForms(),
     "softplus": ClosedForms(),
@@ -413,8 +444,8 @@ def pair_moment(activation, q1, q2, c, *, slope=None):
 
     Closed forms: linear √(q₁q₂) c; leaky/prelu with slope a (relu: a = 0)
     √(q₁q₂)[a c + (1−a)² κ₁(c)] (φ(x) = a x + (1−a) relu(x), E[u₁ relu(u₂)] = √(q₁q₂) c/2);
-    erf (2/π) arcsin(2√(q₁q₂) c / √((1+2q₁)(1+2q₂))) (Williams 1997); hard_tanh: the conditional mean
-    of the clip in closed form, integrated by a rule split at the kinks.
+    erf (2/π) arcsin(2√(q₁q₂) c / √((1+2q₁)(1+2q₂))) (Williams 1997); hard_tanh, elu, selu: the
+    conditional mean E[φ(u₂) | u₁] in closed form, integrated over u₁ by a rule split at the kinks.
 
     Args:
       activation: registry name or elementwise callable.
@@ -430,7 +461,8 @@ def derivative_pair_moment(activation, q1, q2, c, *, slope=None):
     """E[φ′(u₁) φ′(u₂)] (times σ_w² it is the slope of the c-map, by Price's theorem).
 
     Closed forms: linear 1; leaky/prelu a + (1−a)² κ₀(c) (relu: κ₀(c)); erf
-    (4/π)/√((1+2q₁)(1+2q₂) − 4q₁q₂c²); hard_tanh P(|u₁| < 1, |u₂| < 1) as in :func:`pair_moment`.
+    (4/π)/√((1+2q₁)(1+2q₂) − 4q₁q₂c²); hard_tanh (P(|u₁| < 1, |u₂| < 1)), elu, selu as in
+    :func:`pair_moment`.
     """
     return pair_kernel(activation, q1, q2, derivative_of=True, slope=slope)(c)
 

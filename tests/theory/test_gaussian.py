@@ -134,3 +134,28 @@ def test_price_theorem_derivative_in_c():
     q1, q2, c = 1.3, 0.7, 0.4
     dP = jax.grad(lambda cc: g.pair_moment("tanh", q1, q2, cc))(c)
     assert_allclose(float(dP), math.sqrt(q1 * q2) * float(g.derivative_pair_moment("tanh", q1, q2, c)), rtol=1e-9)
+
+
+_SELU = (1.0507009873554805, 1.6732632423543772)  # λ, α: Klambauer et al. 2017, arXiv:1706.02515, Eq. 2
+_EXP_LINEAR = {  # (φ, φ′) written from the definitions
+    "elu": (lambda x: x if x > 0 else math.expm1(x), lambda x: 1.0 if x > 0 else math.exp(x)),
+    "selu": (lambda x: _SELU[0] * (x if x > 0 else _SELU[1] * math.expm1(x)),
+             lambda x: _SELU[0] * (1.0 if x > 0 else _SELU[1] * math.exp(x))),
+}
+
+
+@pytest.mark.parametrize("act", sorted(_EXP_LINEAR))
+def test_exp_linear_pair_moments_near_c_one(act):
+    # elu / selu: closed-form conditional mean, rule split at the kink; nested scipy quad split at the
+    # kink as the reference, up to c = 0.999 (the Mehler series they used before was off by 8e-4 in
+    # selu's E[φ′φ′] at c = 0.99), then Price's theorem through autodiff, also at c = 1.
+    f, fp = _EXP_LINEAR[act]
+    for q1, q2, c in [(1.0, 1.0, 0.5), (1.0, 1.0, 0.99), (2.0, 2.0, 0.999), (0.5, 3.0, -0.7)]:
+        assert_allclose(float(g.pair_moment(act, q1, q2, c)), _quad_pair(f, f, q1, q2, c), rtol=1e-10)
+        assert_allclose(float(g.derivative_pair_moment(act, q1, q2, c)), _quad_pair(fp, fp, q1, q2, c), rtol=1e-10)
+    q = 1.3
+    assert_allclose(float(g.pair_moment(act, q, q, 1.0)), float(g.second_moment(act, q)), rtol=1e-12)
+    assert_allclose(float(g.derivative_pair_moment(act, q, q, 1.0)), float(g.derivative_moment(act, q)), rtol=1e-12)
+    for c in (0.3, 1.0):
+        dP = jax.grad(lambda cc: g.pair_moment(act, q, 0.8, cc))(c)
+        assert_allclose(float(dP), math.sqrt(q * 0.8) * float(g.derivative_pair_moment(act, q, 0.8, c)), rtol=1e-12)
