@@ -462,3 +462,4 @@ from gradjax.experiments import residual as residual
 from gradjax.experiments import clipping as clipping
 from gradjax.experiments import weight_decay as weight_decay
 from gradjax.experiments import finite_width as finite_width
+from gradjax.experiments import rank_collapse as rank_collapse
