@@ -463,3 +463,4 @@ from gradjax.experiments import clipping as clipping
 from gradjax.experiments import weight_decay as weight_decay
 from gradjax.experiments import finite_width as finite_width
 from gradjax.experiments import rank_collapse as rank_collapse
+from gradjax.experiments import delta_orthogonal as delta_orthogonal

@@ -140,7 +140,6 @@ def _check_transformer(cfg, what):
         raise ValueError(f"{what} needs tokens >= 2 (a similarity between tokens), got tokens={cfg.tokens!r}")
 
 
-@functools.partial(jax.jit, static_argnames=("cfg",))
 def token_profile(cfg, rho0=0.0, q0=1.0):
     """Tokens' second moment q_l and mean cosine similarity ρ_l after every block, from (q0, ρ0) at h_0.
 
@@ -152,10 +151,20 @@ def token_profile(cfg, rho0=0.0, q0=1.0):
     Returns:
       ``(q, rho)``: (L,) each, entry l−1 after block l (linear units).
 
+    The quadrature needs float64 (e^{±τz} and the log t grid over- and underflow float32): with 64-bit
+    JAX disabled it runs inside a scoped ``jax.enable_x64(True)`` and returns float64 arrays.
+
     References: Dong et al. 2021, arXiv:2103.03404; Noci et al. 2022, arXiv:2206.03126.
     """
     _check_transformer(cfg, "token_profile")
+    if not jax.config.jax_enable_x64:
+        with jax.enable_x64(True):
+            return _token_profile(cfg, rho0, q0)
+    return _token_profile(cfg, rho0, q0)
 
+
+@functools.partial(jax.jit, static_argnames=("cfg",))
+def _token_profile(cfg, rho0, q0):
     def block(carry, _):
         q, k = _sublayer(cfg, *carry, _attention_gram)
         if cfg.mlp:

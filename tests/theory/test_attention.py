@@ -88,3 +88,16 @@ def test_post_norm_keeps_unit_length_and_refusals():
         T.token_similarity(cfg.with_(tokens=1))
     with pytest.raises(ValueError, match="arch"):
         E.token_similarity(NetConfig(depth=2, width=8), seeds=1)
+
+
+def test_token_similarity_without_x64_matches_float64():
+    import jax
+
+    cfg = NetConfig(depth=8, width=8, arch="transformer", tokens=4, residual_scale="1/sqrt(L)", norm="layernorm")
+    want = np.asarray(T.token_similarity(cfg))
+    jax.config.update("jax_enable_x64", False)
+    try:
+        got = np.asarray(T.token_similarity(cfg))
+    finally:
+        jax.config.update("jax_enable_x64", True)
+    np.testing.assert_allclose(got, want, rtol=1e-12)
