@@ -43,8 +43,9 @@ def _key_name(k) -> str:
 
 
 def owner_group(path: tuple) -> str:
-    """Default group of a leaf: its path without the last key (the owning module), ``"."`` at the top."""
-    return "/".join(_key_name(k) for k in path[:-1]) or "."
+    """Default group of a leaf: its path without the last key (the owning module); a top-level leaf is its own group."""
+    names = [_key_name(k) for k in path]
+    return "/".join(names[:-1]) or "/".join(names)
 
 
 def _leaf_groups(tree, group: Callable, stacked: tuple) -> tuple[tuple[str, ...], list]:
@@ -129,9 +130,7 @@ def gradient_flow_monitor(capacity: int, *, group: Callable = owner_group, stack
 
     def update(updates, state, params=None):
         del params
-        # The barrier gives the norms their own copy of the updates, so XLA cannot fuse their reductions
-        # with the chain's own (a fused sibling reduction may sum in another order).
-        row = group_log10_norms(jax.lax.optimization_barrier(updates), group, stacked)
+        row = group_log10_norms(updates, group, stacked)
         norms = jax.lax.dynamic_update_slice(state.log10_norms, row[None], (state.count % capacity, jnp.zeros((), jnp.int32)))
         return updates, GradientFlowState(norms, state.count + 1, state.labels)
 

@@ -74,8 +74,8 @@ def test_deep_linear_chain_closed_form():
     np.testing.assert_allclose(hs.moment(1)[:, 0], (2 * depth - 1 - (depth - 1)) / depth, atol=1e-5)
 
 
-CFG = NetConfig(arch="mlp", depth=2, width=10, in_dim=6, out_dim=3, activation="tanh", sigma_w2=1.5, sigma_b2=0.05,
-                dtype="float64")  # 323 parameters
+CFG = NetConfig(arch="mlp", depth=2, width=8, in_dim=4, out_dim=2, activation="tanh", sigma_w2=1.5, sigma_b2=0.05,
+                dtype="float64")  # 202 parameters
 
 
 def _exact(cfg, key, x, t):
@@ -86,8 +86,8 @@ def _exact(cfg, key, x, t):
 
 
 def test_slq_moments_top_and_trace_match_exact_eigvalsh():
-    x = jax.random.normal(jax.random.key(3), (16, 6), jnp.float64)
-    t = jax.random.normal(jax.random.key(4), (16, 3), jnp.float64)
+    x = jax.random.normal(jax.random.key(3), (16, 4), jnp.float64)
+    t = jax.random.normal(jax.random.key(4), (16, 2), jnp.float64)
     lam, params, f = _exact(CFG, jax.random.key(1), x, t)
     n = lam.size
     assert n <= 2000
@@ -103,7 +103,7 @@ def test_slq_moments_top_and_trace_match_exact_eigvalsh():
     pk, pb = params["blocks"]["kernel"], params["blocks"]["bias"]
 
     def f_block(th):
-        p = {**params, "blocks": {"kernel": pk.at[0].set(th[:100].reshape(10, 10)), "bias": pb.at[0].set(th[100:])}}
+        p = {**params, "blocks": {"kernel": pk.at[0].set(th[:64].reshape(8, 8)), "bias": pb.at[0].set(th[64:])}}
         return f(ravel_pytree(p)[0])
 
     lam_b = np.linalg.eigvalsh(np.asarray(jax.hessian(f_block)(jnp.concatenate([pk[0].ravel(), pb[0]]))))
