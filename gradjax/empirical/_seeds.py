@@ -19,6 +19,8 @@ from gradjax.nn.stack import input_shape
 # with fold_in(key, count) for small counts (one per parameter draw), so a large constant keeps the
 # data stream apart from every parameter stream for any depth below ~10^9.
 DATA_STREAM = 0x5EED_DA7A
+# The dtype random data is drawn in whatever the working dtype (float32: 64-bit JAX may be off).
+DRAW_DTYPE = jnp.float32
 
 # Seed-axis memory budget on a device that reports no memory statistics (the CPU backend): 2 GiB,
 # a size any laptop running these measurements has free; pass ``max_bytes`` to change it.
@@ -34,9 +36,19 @@ def data_key(key: jax.Array) -> jax.Array:
     return jax.random.fold_in(key, DATA_STREAM)
 
 
+def normal_draw(key: jax.Array, shape: tuple[int, ...], dtype) -> jax.Array:
+    """i.i.d. N(0, 1) entries of ``shape``, drawn in :data:`DRAW_DTYPE` and cast to ``dtype``.
+
+    Every input, target and probe of the measurements is drawn here, so one seed gives the same data in
+    float32 and float64: the float64 values are the float32 draws, cast exactly (bitwise equal after
+    casting the float32 run's values to float64).
+    """
+    return jax.random.normal(key, shape, DRAW_DTYPE).astype(dtype)
+
+
 def default_inputs(cfg: NetConfig, key: jax.Array, batch: int) -> jax.Array:
     """Unit Gaussian inputs ``input_shape(cfg, batch)`` drawn from the seed's data key (mean(x²) ≈ 1, so q_0 ≈ 1)."""
-    return jax.random.normal(jax.random.fold_in(data_key(key), 0), input_shape(cfg, batch), cfg.jnp_dtype)
+    return normal_draw(jax.random.fold_in(data_key(key), 0), input_shape(cfg, batch), cfg.jnp_dtype)
 
 
 def default_max_bytes() -> int:

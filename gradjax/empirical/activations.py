@@ -19,7 +19,8 @@ import jax.numpy as jnp
 
 from gradjax._validate import check_int, check_real
 from gradjax.config import NetConfig
-from gradjax.empirical._seeds import block_param_count, data_key, default_inputs, itemsize, keys_of, map_seeds, per_seed_inputs
+from gradjax.empirical._seeds import (block_param_count, data_key, default_inputs, itemsize, keys_of, map_seeds, normal_draw,
+                                      per_seed_inputs)
 from gradjax.empirical.propagate import forward_taps
 from gradjax.nn.activations import RECTIFIERS, SATURATING, get_activation
 from gradjax.nn.stack import init_params, input_shape
@@ -163,8 +164,8 @@ def correlated_inputs(cfg: NetConfig, key: jax.Array, pairs: int, c0: float):
     """Two unit Gaussian input batches with per-component correlation c0: x2 = c0·x1 + √(1−c0²)·z."""
     k1, k2 = jax.random.split(key)
     shape = input_shape(cfg, pairs)
-    x1 = jax.random.normal(k1, shape, cfg.jnp_dtype)
-    z = jax.random.normal(k2, shape, cfg.jnp_dtype)
+    x1 = normal_draw(k1, shape, cfg.jnp_dtype)
+    z = normal_draw(k2, shape, cfg.jnp_dtype)
     return x1, c0 * x1 + jnp.sqrt(1.0 - c0 * c0) * z
 
 

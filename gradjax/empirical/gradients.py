@@ -27,7 +27,8 @@ import jax.numpy as jnp
 
 from gradjax._validate import check_int
 from gradjax.config import DEFAULT_BATCH, NetConfig
-from gradjax.empirical._seeds import block_param_count, data_key, default_inputs, itemsize, keys_of, map_seeds, per_seed_inputs
+from gradjax.empirical._seeds import (block_param_count, data_key, default_inputs, itemsize, keys_of, map_seeds, normal_draw,
+                                      per_seed_inputs)
 from gradjax.empirical.losses import DEFAULT_LOSS, loss_fn
 from gradjax.empirical.propagate import backward_walk, forward_taps, loss_cotangent
 from gradjax.nn.stack import init_params
@@ -98,7 +99,7 @@ def default_targets(cfg: NetConfig, key: jax.Array, batch: int, loss) -> jax.Arr
     k = jax.random.fold_in(data_key(key), 1)
     if isinstance(loss, str) and loss == "xent":
         return jax.random.randint(k, (batch,), 0, cfg.out_dim)
-    return jax.random.normal(k, (batch, cfg.out_dim), cfg.jnp_dtype)
+    return normal_draw(k, (batch, cfg.out_dim), cfg.jnp_dtype)
 
 
 def _profile_one(key, x, t, *, cfg, loss, batch):

@@ -25,6 +25,8 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
+from gradjax.empirical._seeds import normal_draw
+
 
 # Breakdown threshold, in units of ε·‖A v‖: a residual this small after reorthogonalization is
 # rounding noise (n ≲ 10^4 rounding errors of size ε‖Av‖ stay below 100·ε‖Av‖ in norm in practice).
@@ -83,7 +85,7 @@ def gauss_quadrature(tri: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 def unit_probe(key: jax.Array, n: int, dtype) -> jax.Array:
     """A vector (n,) uniform on the unit sphere (a normalized Gaussian)."""
-    v = jax.random.normal(key, (n,), dtype)
+    v = normal_draw(key, (n,), dtype)
     return v / jnp.linalg.norm(v)
 
 
@@ -117,7 +119,7 @@ def orthogonal_probes(key: jax.Array, p: int, n: int, dtype) -> jax.Array:
     """
     blocks = []
     for i in range(-(-p // n)):
-        g = jax.random.normal(jax.random.fold_in(key, i), (n, min(n, p - i * n)), dtype)
+        g = normal_draw(jax.random.fold_in(key, i), (n, min(n, p - i * n)), dtype)
         q, r = jnp.linalg.qr(g)
         blocks.append((q * jnp.where(jnp.diagonal(r) < 0, -1.0, 1.0).astype(dtype)[None, :]).T)
     return jnp.concatenate(blocks, axis=0)

@@ -45,7 +45,7 @@ from flax import nnx
 
 from gradjax._validate import check_choice, check_int, check_real
 from gradjax.config import DTYPES, NetConfig
-from gradjax.empirical._seeds import data_key, keys_of, map_seeds
+from gradjax.empirical._seeds import data_key, keys_of, map_seeds, normal_draw
 from gradjax.empirical.activations import SATURATION_THRESHOLD, ActivationStats
 from gradjax.empirical.gradients import GradNorms
 from gradjax.empirical.jacobians import (DEFAULT_LANCZOS_K, DEFAULT_SLQ_PROBES, METHODS, SpectralQuadrature,
@@ -455,7 +455,7 @@ def model_targets(plan: TapPlan, key: jax.Array, loss) -> jax.Array:
     k = jax.random.fold_in(data_key(key), 1)
     if isinstance(loss, str) and loss == "xent":
         return jax.random.randint(k, shape[:-1], 0, shape[-1])
-    return jax.random.normal(k, shape, dt)
+    return normal_draw(k, shape, dt)
 
 
 def _prepare(make_model, seeds, inputs, layers):
@@ -537,8 +537,8 @@ def model_q_profile(make_model: ModelFactory, seeds=8, inputs=None, *, layers=DE
 
 def _c_one(key, *, make_model, plan, c0, shape, dtype):
     k1, k2 = jax.random.split(jax.random.fold_in(data_key(key), 3))
-    x1 = jax.random.normal(k1, shape, dtype)
-    x2 = c0 * x1 + jnp.sqrt(1.0 - c0 * c0) * jax.random.normal(k2, shape, dtype)
+    x1 = normal_draw(k1, shape, dtype)
+    x2 = c0 * x1 + jnp.sqrt(1.0 - c0 * c0) * normal_draw(k2, shape, dtype)
     return pair_correlations(_taps_of(*_seed_split(make_model, key), plan, jnp.concatenate([x1, x2])), shape[0])
 
 
