@@ -103,16 +103,22 @@ def test_deep_density_keeps_its_mass_and_variance(act, init, sw, sb):
 
 # ---- direct products ---------------------------------------------------------------------------
 
-def _simulate(cfg, n, seeds, q):
-    """Eigenvalues of JJᵀ, J = ∏ diag(φ′(h_l)) W_l along a width-n network started at variance q."""
+def _simulate(cfg, n, seeds, q, at=None):
+    """Eigenvalues of JJᵀ, J = ∏ diag(φ′(h_l)) W_l along a width-n network started at variance q.
+
+    ``at``: depths (≤ cfg.depth) at which to read the spectrum of the product so far, one array per
+    depth (default: cfg.depth alone). A shallower network is the first layers of the deeper one
+    (the same random stream), so one walk serves every depth.
+    """
+    at = (cfg.depth,) if at is None else tuple(at)
     phi = {"tanh": np.tanh, "relu": lambda x: np.maximum(x, 0.0)}[cfg.activation]
     dphi = {"tanh": lambda x: 1 / np.cosh(x) ** 2, "relu": lambda x: (x > 0).astype(float)}[cfg.activation]
-    out = []
+    out = {L: [] for L in at}
     for s in range(seeds):
         rng = np.random.default_rng(s)
         h = math.sqrt(q) * rng.standard_normal(n)
         J = np.eye(n)
-        for _ in range(cfg.depth):
+        for L in range(1, max(at) + 1):
             if cfg.init == "orthogonal":  # Haar: QR of a Gaussian matrix with the sign of diag R fixed
                 Q, R = np.linalg.qr(rng.standard_normal((n, n)))
                 W = math.sqrt(cfg.sigma_w2) * Q * np.sign(np.diag(R))[None, :]
@@ -120,8 +126,10 @@ def _simulate(cfg, n, seeds, q):
                 W = rng.standard_normal((n, n)) * math.sqrt(cfg.sigma_w2 / n)
             h = W @ phi(h) + math.sqrt(cfg.sigma_b2) * rng.standard_normal(n)
             J = dphi(h)[:, None] * (W @ J)
-        out.append(np.linalg.eigvalsh(J @ J.T))
-    return np.concatenate(out)
+            if L in out:
+                out[L].append(np.linalg.eigvalsh(J @ J.T))
+    eigs = [np.concatenate(out[L]) for L in at]
+    return eigs if len(at) > 1 else eigs[0]
 
 
 def atom_and_ks(s, eig):
@@ -165,9 +173,9 @@ def test_density_matches_direct_products(act, sw, sb, init):
     # for i.i.d. samples), L = 2 and 8: the mass at zero (relu: the atom of inactive units) within 0.05
     # of the predicted mass (binomial std of 1000 unit states: 0.016), and the rest within KS 0.05.
     q = float(T.q_star(act, sw, sb))
-    for L in (2, 8):
-        cfg = NetConfig(depth=L, width=1000, activation=act, init=init, sigma_w2=sw, sigma_b2=sb)
-        atom, ks = atom_and_ks(T.jacobian_spectrum(cfg), _simulate(cfg, 1000, 1, q))
+    cfg = NetConfig(depth=8, width=1000, activation=act, init=init, sigma_w2=sw, sigma_b2=sb)
+    for L, eig in zip((2, 8), _simulate(cfg, 1000, 1, q, at=(2, 8))):  # depth 2 = the first 2 layers of 8
+        atom, ks = atom_and_ks(T.jacobian_spectrum(cfg.with_(depth=L)), eig)
         assert atom < 0.05 and ks < 0.05, (L, atom, ks)
 
 
