@@ -1,10 +1,22 @@
-"""``NetConfig``: one network of the zoo, as a frozen, hashable, self-validating dataclass.
+"""``NetConfig``: one network of the zoo, as a frozen, self-validating dataclass and a JAX pytree.
 
-A ``NetConfig`` is a static argument to ``jax.jit``. Every bad value raises ``ValueError`` or
-``TypeError`` naming the field, the value and what is allowed; nothing is silently replaced.
-Fields left at ``None`` are *resolved* on construction to the value that applies (e.g. ``in_dim``
-→ ``width``; ``sigma_w2`` → 1.0 for ``gaussian``, 2.0 for ``he_normal``), so that ``cfg.sigma_w2``
-is always the effective weight variance σ_w² = fan_in·Var(W) of the N×N blocks.
+A config's *structure* (arch, depth, width, activation name, init, norm, dtype, …) is static; its
+*numbers* — σ_w², σ_b², the residual scale α and the leaky / prelu slope — are pytree leaves. So a
+config passes to ``jax.jit`` as an ordinary argument (one compilation per structure, whatever the
+numbers) and the numbers can be traced::
+
+    sw2 = jnp.linspace(0.5, 4.0, 64)
+    jax.vmap(lambda s: gradjax.theory.gradient_profile(cfg.with_(sigma_w2=s)))(sw2)   # (64, L)
+
+Every bad value raises ``ValueError`` or ``TypeError`` naming the field, the value and what is
+allowed; nothing is silently replaced. A traced number is checked for what a tracer can say (a real
+scalar); its value is checked where it is concrete. Fields left at ``None`` are *resolved* on
+construction to the value that applies (e.g. ``in_dim`` → ``width``; ``sigma_w2`` → 1.0 for
+``gaussian``, 2.0 for ``he_normal``), so that ``cfg.sigma_w2`` is always the effective weight
+variance σ_w² = fan_in·Var(W) of the N×N blocks.
+
+This module imports nothing from gradjax but the validation helpers and the names it validates
+against (``gradjax.names``); the functions behind those names live in ``gradjax.nn``.
 """
 
 from __future__ import annotations
@@ -14,10 +26,10 @@ import math
 from typing import Union
 
 import jax
+import jax.numpy as jnp
 
-from gradjax._validate import check_choice, check_int, check_real
-from gradjax.nn.activations import ACTIVATIONS, DEFAULT_LEAKY_SLOPE, DEFAULT_PRELU_SLOPE, SLOPED
-from gradjax.nn.init import INITIALIZERS, SCALED, weight_sigma_w2
+from gradjax._validate import check_choice, check_int, check_real, is_traced, real_number
+from gradjax.names import ACTIVATION_NAMES, INIT_NAMES, SCALED, SLOPED, default_slope, weight_sigma_w2
 
 #: Archs whose state is one width-N vector per example (the dense zoo).
 DENSE_ARCHS = ("mlp", "resmlp", "rnn")
@@ -30,7 +42,8 @@ RESIDUAL_SCALE_RULES = ("1/sqrt(L)",)
 NO_SKIP = "none"
 #: Weight schemes of a cnn's convolution kernels (delta_orthogonal: Xiao et al. 2018, arXiv:1806.05393).
 CNN_INITS = ("gaussian", "delta_orthogonal")
-_SCALED_ALL = SCALED + ("delta_orthogonal",)  # schemes whose σ_w² is set by the config
+#: Schemes whose σ_w² is set by the config (the others fix the variance themselves).
+SCALED_INITS = SCALED + ("delta_orthogonal",)
 _CNN_NORMS = ("none",)
 _TRANSFORMER_NORMS = ("none", "layernorm", "rmsnorm")
 DEFAULT_KERNEL_SIZE = 3
@@ -41,6 +54,10 @@ _RNN_NORMS = ("none", "layernorm", "rmsnorm")  # batch statistics shared across 
 #: Examples per network where theory and measurement take a batch (``batch=`` of the gradient profiles on
 #: both sides): one default, so that the pair compares at the same batch without being told.
 DEFAULT_BATCH = 64
+
+
+#: The numbers of a config: pytree leaves (traceable); every other field is structure (static).
+NUMBER_FIELDS = ("sigma_w2", "sigma_b2", "residual_scale", "leaky_slope")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +103,9 @@ class NetConfig:
       mlp: transformer only: whether each block has an MLP after the attention (default True).
       leaky_slope: negative-side slope of leaky_relu (default 0.01) or initial slope of prelu (0.25).
       dtype: "float32" | "float64" (float64 needs ``jax.config.update("jax_enable_x64", True)``).
+
+    The numbers (:data:`NUMBER_FIELDS`) are pytree leaves; ``residual_scale`` given as a rule
+    ("1/sqrt(L)", "none") is structure (α then follows from the static depth).
     """
 
     depth: int
@@ -121,11 +141,11 @@ class NetConfig:
                 check_int(f, v)
         for f in ("depth", "width", "in_dim", "out_dim"):
             set_(f, int(getattr(self, f)))
-        check_choice("activation", self.activation, tuple(ACTIVATIONS))
+        check_choice("activation", self.activation, ACTIVATION_NAMES)
         if self.arch == "cnn":
             check_choice("init (for arch='cnn')", self.init, CNN_INITS)
         else:
-            check_choice("init", self.init, tuple(INITIALIZERS))
+            check_choice("init", self.init, INIT_NAMES)
         check_choice("norm", self.norm, NORMS)
         check_choice("norm_position", self.norm_position, NORM_POSITIONS)
         check_choice("dtype", self.dtype, DTYPES)
@@ -136,27 +156,27 @@ class NetConfig:
             )
 
         # Weight variance: explicit only where the scheme takes it.
-        given = 1.0 if self.sigma_w2 is None else self.sigma_w2
-        effective = given if self.init == "delta_orthogonal" else weight_sigma_w2(self.init, self.width, self.width, given)
-        if self.sigma_w2 is None:
-            set_("sigma_w2", effective)
+        if self.sigma_w2 is None:  # the scheme's own variance; the scaled schemes default to 1
+            set_("sigma_w2", 1.0 if self.init == "delta_orthogonal" else weight_sigma_w2(self.init, self.width, self.width))
         else:
             check_real("sigma_w2", self.sigma_w2, minimum=0.0, strict=True)
-            if self.init not in _SCALED_ALL and not math.isclose(self.sigma_w2, effective, rel_tol=1e-12):
-                raise ValueError(
-                    f"sigma_w2 does not apply to init={self.init!r} (its variance is fixed: σ_w² = {effective}), "
-                    f"got sigma_w2={self.sigma_w2!r}; use init in {list(SCALED)} to set the scale"
-                )
-            set_("sigma_w2", float(self.sigma_w2))
+            set_("sigma_w2", real_number("sigma_w2", self.sigma_w2))
+            if self.init not in SCALED_INITS:
+                effective = weight_sigma_w2(self.init, self.width, self.width)
+                if is_traced(self.sigma_w2) or not math.isclose(self.sigma_w2, effective, rel_tol=1e-12):
+                    raise ValueError(
+                        f"sigma_w2 does not apply to init={self.init!r} (its variance is fixed: σ_w² = {effective}), "
+                        f"got sigma_w2={self.sigma_w2!r}; use init in {list(SCALED)} to set the scale"
+                    )
         check_real("sigma_b2", self.sigma_b2, minimum=0.0)
-        set_("sigma_b2", float(self.sigma_b2))
+        set_("sigma_b2", real_number("sigma_b2", self.sigma_b2))
 
         # Activation parameter.
         if self.activation in SLOPED:
             if self.leaky_slope is None:
-                set_("leaky_slope", DEFAULT_LEAKY_SLOPE if self.activation == "leaky_relu" else DEFAULT_PRELU_SLOPE)
+                set_("leaky_slope", default_slope(self.activation))
             check_real("leaky_slope", self.leaky_slope, minimum=None)
-            set_("leaky_slope", float(self.leaky_slope))
+            set_("leaky_slope", real_number("leaky_slope", self.leaky_slope))
         elif self.leaky_slope is not None:
             raise ValueError(
                 f"leaky_slope applies only to activation in {list(SLOPED)}, got leaky_slope={self.leaky_slope!r} "
@@ -171,7 +191,7 @@ class NetConfig:
                 check_choice("residual_scale", a, rules)
             else:
                 check_real("residual_scale", a, minimum=0.0, strict=True)
-                a = float(a)
+                a = real_number("residual_scale", a)
             set_("residual_scale", a)
         elif self.residual_scale is not None:
             raise ValueError(
@@ -220,18 +240,43 @@ class NetConfig:
 
     # ---- derived quantities -------------------------------------------------------------------
     @property
-    def alpha(self) -> float:
-        """Residual branch scale α as a number (1.0 for non-residual archs and for a transformer without skip)."""
-        if self.arch not in ("resmlp", "transformer") or self.residual_scale == NO_SKIP:
+    def alpha(self):
+        """Residual branch scale α as a number (1.0 for non-residual archs and for a transformer without
+        skip; traced where it is a leaf)."""
+        if self.arch not in ("resmlp", "transformer") or self._no_skip:
             return 1.0
         if isinstance(self.residual_scale, str):
             return 1.0 / math.sqrt(self.depth)
-        return float(self.residual_scale)
+        return self.residual_scale
+
+    @property
+    def _no_skip(self) -> bool:
+        return isinstance(self.residual_scale, str) and self.residual_scale == NO_SKIP
 
     @property
     def skip(self) -> bool:
         """Whether blocks add their input back (resmlp; transformer unless residual_scale="none")."""
-        return self.arch == "resmlp" or (self.arch == "transformer" and self.residual_scale != NO_SKIP)
+        return self.arch == "resmlp" or (self.arch == "transformer" and not self._no_skip)
+
+    @property
+    def pre_norm(self) -> bool:
+        """A norm normalizes each block's input (``norm != "none"`` and ``norm_position == "pre"``)."""
+        return self.norm != "none" and self.norm_position == "pre"
+
+    @property
+    def post_norm(self) -> bool:
+        """A norm normalizes each block's output (``norm != "none"`` and ``norm_position == "post"``)."""
+        return self.norm != "none" and self.norm_position == "post"
+
+    @property
+    def traced(self) -> bool:
+        """Whether any number of the config is a tracer (inside ``jax.jit`` / ``jax.vmap``)."""
+        return any(is_traced(getattr(self, f)) for f in NUMBER_FIELDS)
+
+    def structure(self) -> tuple:
+        """The static fields (everything but the numbers; a residual rule string included) as a tuple."""
+        rule = self.residual_scale if isinstance(self.residual_scale, str) else None
+        return tuple(getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in NUMBER_FIELDS) + (rule,)
 
     @property
     def state_size(self) -> int:
@@ -244,8 +289,6 @@ class NetConfig:
 
     @property
     def jnp_dtype(self):
-        import jax.numpy as jnp
-
         return jnp.float64 if self.dtype == "float64" else jnp.float32
 
     def with_(self, **changes) -> "NetConfig":
@@ -270,7 +313,35 @@ class NetConfig:
             if field not in changes and any(s in changes and changes[s] != kw[s] for s in sources):
                 kw[field] = None
         new_init = changes.get("init", self.init)
-        if "sigma_w2" not in changes and (self.init not in _SCALED_ALL or new_init not in _SCALED_ALL):
+        if "sigma_w2" not in changes and (self.init not in SCALED_INITS or new_init not in SCALED_INITS):
             kw["sigma_w2"] = None  # a fixed scheme's σ_w² is derived, never carried over
         kw.update(changes)
         return NetConfig(**kw)
+
+
+# ---- pytree: numbers as leaves, structure as auxiliary data -------------------------------------
+
+_STRUCTURE_FIELDS = tuple(f.name for f in dataclasses.fields(NetConfig) if f.name not in NUMBER_FIELDS)
+
+
+def _flatten_with_keys(cfg: NetConfig):
+    numbers = [getattr(cfg, f) for f in NUMBER_FIELDS]
+    if isinstance(cfg.residual_scale, str):
+        numbers[NUMBER_FIELDS.index("residual_scale")] = None  # a rule is structure, not a leaf
+    children = tuple((jax.tree_util.GetAttrKey(f), v) for f, v in zip(NUMBER_FIELDS, numbers))
+    return children, cfg.structure()
+
+
+def _unflatten(aux: tuple, numbers) -> NetConfig:
+    # No validation here: leaves may be tracers, shardings or placeholders while JAX rebuilds trees.
+    cfg = object.__new__(NetConfig)
+    for f, v in zip(_STRUCTURE_FIELDS, aux[:-1]):
+        object.__setattr__(cfg, f, v)
+    for f, v in zip(NUMBER_FIELDS, numbers):
+        object.__setattr__(cfg, f, v)
+    if aux[-1] is not None:
+        object.__setattr__(cfg, "residual_scale", aux[-1])
+    return cfg
+
+
+jax.tree_util.register_pytree_with_keys(NetConfig, _flatten_with_keys, _unflatten)

@@ -2,6 +2,7 @@ import dataclasses
 import math
 
 import jax
+import jax.numpy as jnp
 import pytest
 
 from gradjax.config import NetConfig
@@ -140,3 +141,57 @@ def test_cnn_and_transformer_fields_resolve_and_carry_over():
     assert t.with_(residual_scale="1/sqrt(L)").alpha == pytest.approx(0.25)
     assert not t.with_(residual_scale="none").skip
     assert NetConfig(depth=2, width=8, arch="resmlp").skip and not NetConfig(depth=2, width=8).skip
+
+
+# ---- numbers as pytree leaves, structure static ----------------------------------------------------
+
+def test_numbers_are_the_leaves_and_structure_the_treedef():
+    c = NetConfig(depth=4, width=8, arch="resmlp", activation="prelu", sigma_w2=1.5, sigma_b2=0.2,
+                  residual_scale=0.3, leaky_slope=0.1)
+    leaves, treedef = jax.tree.flatten(c)
+    assert leaves == [1.5, 0.2, 0.3, 0.1]  # sigma_w2, sigma_b2, residual_scale, leaky_slope
+    assert jax.tree.unflatten(treedef, leaves) == c
+    # the rule "1/sqrt(L)" is structure: α follows from the static depth
+    r = NetConfig(depth=16, width=8, arch="resmlp", residual_scale="1/sqrt(L)")
+    assert jax.tree.leaves(r) == [1.0, 0.0]
+    assert jax.tree.unflatten(jax.tree.structure(r), [2.0, 0.5]).alpha == 0.25
+    # structure differs → treedef differs; numbers differ → treedef equal
+    assert jax.tree.structure(c) == jax.tree.structure(c.with_(sigma_w2=3.0, residual_scale=2.0))
+    assert jax.tree.structure(c) != jax.tree.structure(c.with_(depth=5))
+
+
+def test_jit_with_config_argument_compiles_once_per_structure():
+    traces = []
+    f = jax.jit(lambda cfg: (traces.append(1), cfg.sigma_w2 * cfg.depth + cfg.sigma_b2)[1])
+    for s in (0.5, 1.0, 2.5):
+        assert float(f(NetConfig(depth=3, width=4, sigma_w2=s, sigma_b2=0.1))) == pytest.approx(3 * s + 0.1)
+    assert len(traces) == 1
+    f(NetConfig(depth=4, width=4))
+    assert len(traces) == 2
+
+
+def test_traced_numbers_pass_validation_concrete_ones_are_checked():
+    c = NetConfig(depth=3, width=4, activation="leaky_relu", arch="resmlp")
+    out = jax.vmap(lambda s, a, k: c.with_(sigma_w2=s, residual_scale=a, leaky_slope=k).alpha)(
+        jnp.array([1.0, 2.0]), jnp.array([0.5, 0.25]), jnp.array([0.1, 0.2]))
+    assert out.tolist() == [0.5, 0.25]
+    # concrete arrays are numbers like any other: checked, stored as floats
+    assert c.with_(sigma_w2=jnp.asarray(2.0)).sigma_w2 == 2.0
+    with pytest.raises(ValueError, match="sigma_w2 must be > 0.0, got -1.0"):
+        c.with_(sigma_w2=jnp.asarray(-1.0))
+    # what a tracer can say is checked: a scalar, real
+    with pytest.raises(TypeError, match="sigma_w2 must be a real scalar"):
+        jax.vmap(lambda s: c.with_(sigma_w2=s))(jnp.ones((2, 3)))
+    with pytest.raises(TypeError, match="sigma_b2 must be a real scalar"):
+        c.with_(sigma_b2=jnp.ones(3))
+    # a fixed-variance scheme takes no σ_w², traced or not
+    he = NetConfig(depth=3, width=4, init="he_normal")
+    with pytest.raises(ValueError, match="sigma_w2 does not apply to init='he_normal'"):
+        jax.vmap(lambda s: he.with_(sigma_w2=s))(jnp.array([2.0, 2.0]))
+
+
+def test_pre_and_post_norm():
+    assert NetConfig(depth=2, width=4, norm="layernorm").pre_norm
+    assert NetConfig(depth=2, width=4, norm="layernorm", norm_position="post").post_norm
+    none = NetConfig(depth=2, width=4, norm_position="post")
+    assert not none.pre_norm and not none.post_norm

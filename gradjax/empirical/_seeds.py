@@ -96,8 +96,8 @@ def default_seed_batch() -> int:
 
 
 @functools.partial(jax.jit, static_argnames=("body", "static", "in_axes", "seed_batch"))
-def _run_chunk(keys, args, *, body, static, in_axes, seed_batch):
-    kw = dict(static)
+def _run_chunk(keys, args, configs, *, body, static, in_axes, seed_batch):
+    kw = {**dict(static), **configs}
     shared = tuple(a if ax is None else None for a, ax in zip(args, in_axes))
     mapped = tuple(a if ax == 0 else None for a, ax in zip(args, in_axes))
 
@@ -125,9 +125,14 @@ def map_seeds(body: Callable, static: tuple, keys: jax.Array, args: tuple, in_ax
 
     Args:
       body: a module-level function (hashable: it keys the compilation cache).
-      static: hashable ``((name, value), …)`` keyword arguments of ``body`` (static under jit).
+      static: ``((name, value), …)`` keyword arguments of ``body``: hashable values are static under
+        jit; a ``NetConfig`` passes as a pytree (its structure static, its numbers traced), so configs
+        differing only in σ_w², σ_b², α or slope share one compilation, and a traced σ_w² (a
+        ``jax.vmap`` over configs) runs through.
       keys: (S,) typed keys. args: arrays; ``in_axes`` gives 0 (leading seed axis) or None (shared) for each.
     """
+    configs = {k: v for k, v in static if isinstance(v, NetConfig)}
+    static = tuple((k, v) for k, v in static if not isinstance(v, NetConfig))
     n = keys.shape[0]
     vw = default_seed_batch() if seed_batch is None else seed_batch
     check_int("seed_batch", vw)
@@ -154,7 +159,7 @@ def map_seeds(body: Callable, static: tuple, keys: jax.Array, args: tuple, in_ax
     for start in range(0, n_pad, chunk):
         idx = idx_all[start:start + chunk]
         sl = tuple(a if ax is None or a is None else a[idx] for a, ax in zip(args, in_axes))
-        outs.append(run(keys[idx], sl))
+        outs.append(run(keys[idx], sl, configs))
     out = outs[0] if len(outs) == 1 else jax.tree.map(lambda *o: jnp.concatenate(o, axis=0), *outs)
     return jax.tree.map(lambda o: o[:n], out)
 

@@ -68,13 +68,10 @@ import gradjax.theory
 import gradjax.train
 from gradjax.config import NetConfig
 from gradjax.empirical.propagate import backward_walk, forward_taps, loss_cotangent
-from gradjax.empirical.losses import DEFAULT_LOSS, loss_fn
+from gradjax.empirical.losses import loss_fn
 from gradjax.experiments import figures
 from gradjax.experiments.registry import AgreementRow, Experiment, Grid, register
 from gradjax.experiments.sweep import per_device
-from gradjax.empirical._seeds import default_inputs
-from gradjax.empirical.gradients import default_targets
-from gradjax.empirical.jacobians import basis_cotangent, log10_singular_values
 from gradjax.nn.activations import get_activation
 from gradjax.nn.stack import init_params
 
@@ -143,36 +140,16 @@ def theory(cell):
 
 # ---- measurement ----------------------------------------------------------------------------------
 #
-# Every distinct NetConfig is a new XLA program (1–5 s of compilation on a CPU), and the six schemes
-# differ only in the block kernels' draw: scale × (Gaussian or Haar-orthogonal). So one program per
-# (activation, depth) draws both σ_w² = 1 kernels from the seed's key exactly as
-# ``gradjax.nn.init_params`` does, picks one and multiplies it by √σ_w² (σ_w², orthogonal traced), and
-# then runs the library's per-network engines: ``gradjax.empirical.grad_norms`` on the inputs and
-# targets ``gradjax.empirical.gradient_profile`` draws by default, the ``layers="end"`` path of
-# ``gradjax.empirical.jacobian_spectrum`` (one example, SVD), and the histograms.
-# tests/experiments/test_init_schemes.py checks the parameters against ``init_params`` of the scheme's
-# own config and the numbers against ``gradient_profile`` / ``jacobian_spectrum``.
+# The six schemes are two draw families with a scale: every i.i.d. normal scheme here (small, large,
+# xavier, he, lecun) draws N(0, σ_w²/N) on the square blocks, orthogonal draws a scaled Haar matrix.
+# A config's σ_w² is a traced number, so the library's measurements of the gaussian-family schemes
+# share one compiled program per (activation, depth), whatever their σ_w² (orthogonal: a second one).
 
 
-def canonical(cfg: NetConfig, init: str = "gaussian") -> NetConfig:
-    """The σ_w² = 1 config of the draw family (gaussian or orthogonal) the scheme of ``cfg`` belongs to."""
-    return cfg.with_(init=init, sigma_w2=1.0)
-
-
-def scheme_params(key, sigma_w2, orthogonal, *, cfg, families=("gaussian", "orthogonal")):
-    """One network's parameters for the scheme (σ_w², orthogonal flag traced; ``cfg`` canonical).
-
-    ``families`` (static): the draws the program contains; a grid without orthogonal schemes leaves
-    the orthogonal draw (a QR per block, the costliest part to compile) out.
-    """
-    pg = init_params(canonical(cfg, "gaussian"), key)
-    if "orthogonal" in families:
-        po = init_params(canonical(cfg, "orthogonal"), key)
-        kernel = jnp.where(orthogonal, po["blocks"]["kernel"], pg["blocks"]["kernel"])
-    else:
-        kernel = pg["blocks"]["kernel"]
-    blocks = {**pg["blocks"], "kernel": kernel * jnp.sqrt(jnp.asarray(sigma_w2, kernel.dtype))}
-    return {**pg, "blocks": blocks}
+def family_config(cfg: NetConfig) -> NetConfig:
+    """``cfg`` as its draw family ("gaussian" or "orthogonal") at the scheme's effective σ_w²: the same
+    network ``init_params`` draws for ``cfg``, up to rounding of the scale."""
+    return cfg.with_(init="orthogonal" if cfg.init == "orthogonal" else "gaussian", sigma_w2=cfg.sigma_w2)
 
 
 def _counts(values, lo, hi, weights=None):
@@ -203,28 +180,19 @@ def _histograms_one(params, x, labels, *, cfg, layers):
     return act_h, grad_h
 
 
-def _measure_one(key, sigma_w2, orthogonal, x, labels, *, cfg, layers, batch, families):
-    params = scheme_params(key, sigma_w2, orthogonal, cfg=cfg, families=families)
-    # gradient profile: gradjax.empirical.gradient_profile's default data for this seed
-    xg = default_inputs(cfg, key, batch)
-    g = gradjax.empirical.grad_norms(cfg, params, xg, default_targets(cfg, key, batch, DEFAULT_LOSS), DEFAULT_LOSS).hidden
-    # end-to-end Jacobian of example 0 (gradjax.empirical.jacobian_spectrum, layers="end", method="svd")
-    fwd = forward_taps(cfg, params, default_inputs(cfg, key, 1))
-    walk = backward_walk(cfg, params, fwd, basis_cotangent(cfg.width, 1, cfg.jnp_dtype), basis_ndim=1)
-    sv = log10_singular_values(walk.u0[:, 0, :], walk.log0, "svd")
+def _measure_all(keys, cfg, x, labels, *, layers, batch):
+    """Per seed: log10‖δ_l‖ (``gradient_profile`` at its defaults), the log10 singular values of
+    ∂h_L/∂h_0 of example 0 (``jacobian_spectrum``, layers="end", svd) and, for ``layers``, histograms."""
+    g = gradjax.empirical.gradient_profile(cfg, seeds=keys, batch=batch).hidden
+    sv = gradjax.empirical.jacobian_spectrum(cfg, seeds=keys, layers="end", method="svd")[:, 0]
     if not layers:
         return g, sv
-    return (g, sv) + _histograms_one(params, x, labels, cfg=cfg, layers=layers)
+    params = jax.vmap(lambda k: init_params(cfg, k))(keys)
+    return (g, sv) + _histograms(params, x, labels, cfg, layers=layers)
 
 
-@functools.partial(jax.jit, static_argnames=("cfg", "layers", "batch", "families"))
-def _measure_all(keys, sigma_w2, orthogonal, x, labels, *, cfg, layers, batch, families):
-    return jax.vmap(lambda k: _measure_one(k, sigma_w2, orthogonal, x, labels, cfg=cfg, layers=layers,
-                                           batch=batch, families=families))(keys)
-
-
-@functools.partial(jax.jit, static_argnames=("cfg", "layers"))
-def _histograms(params, x, labels, *, cfg, layers):
+@functools.partial(jax.jit, static_argnames=("layers",))
+def _histograms(params, x, labels, cfg, *, layers):
     return jax.vmap(lambda p: _histograms_one(p, x, labels, cfg=cfg, layers=layers))(params)
 
 
@@ -254,13 +222,11 @@ def _hist_vars(phases, layers, n_seeds):
 
 def measure(cell, keys):
     cfg = config_of(cell)
-    canon = canonical(cfg)
+    fam = family_config(cfg)
     hist_here = cell["depth"] == min(cell["depths"])  # histograms (and training) at the smallest depth only
     layers = tuple(int(l) for l in stage_layers(cell["depth"])) if hist_here else ()
     x, y = _digits_batch(cfg.jnp_dtype)
-    families = ("gaussian", "orthogonal") if "orthogonal" in cell["schemes"] else ("gaussian",)
-    res = per_device(_measure_all, keys, cfg.sigma_w2, cfg.init == "orthogonal", x, y, cfg=canon, layers=layers,
-                     batch=cell["batch"], families=families)
+    res = per_device(_measure_all, keys, fam, x, y, layers=layers, batch=cell["batch"])
     out = {
         "grad": (("seed", "layer"), res[0], {"units": "log10", "what": "‖∂loss/∂h_l‖ (projection loss ⟨y,t⟩/B)"}),
         "log10_sv": (("seed", "sv"), res[1], {"units": "log10", "what": "singular values of ∂h_L/∂h_0, descending"}),
@@ -275,7 +241,7 @@ def measure(cell, keys):
             # keys' sharding as they are.
             params, acc = _train(keys, cfg=cfg, tc=tc)
             params = jax.tree.map(lambda a: jnp.where(jnp.isfinite(a), a, 0.0), params)
-            phases.append(("trained",) + _histograms(params, x, y, cfg=canon, layers=layers))
+            phases.append(("trained",) + _histograms(params, x, y, fam, layers=layers))
             out["test_accuracy"] = (("seed",), acc, {"what": f"after {cell['train_steps']} updates"})
         out.update(_hist_vars(phases, layers, keys.shape[0]))
     return out

@@ -7,9 +7,9 @@ gradient, −(slope of log10‖δ_l‖ against l), fitted over the upper half of
 length q_l has reached q*, for S seeds, with the projection loss Σ y·t / B on random targets (the
 mean-field δ setting: its output cotangent does not depend on the network) — theory predicts ½·log10 χ₁ per layer (Schoenholz et al.
 2017, Eq. 12). Each cell of the grid is one σ_b² row; the σ_w² row (theory on a fine axis, the
-measurement on a coarser one) lives inside the cell as an array dimension, the σ_w² values vmapped in
-one compiled program (the weights of seed k are those of ``init_params`` at σ_w² = σ_b² = 1, scaled by
-√σ_w² and √σ_b² — the same network as ``init_params`` draws at that (σ_w², σ_b²)).
+measurement on a coarser one) lives inside the cell as an array dimension: the library's theory and
+measurement vmapped over a traced σ_w², one compiled program per cell (seed k's network is drawn once
+at unit scale and scaled to every σ_w², the same network ``init_params`` draws at that σ_w²).
 
 References:
   Poole et al. 2016, "Exponential expressivity in deep neural networks through transient chaos",
@@ -33,23 +33,17 @@ from gradjax.config import NetConfig
 from gradjax.experiments import figures
 from gradjax.experiments.registry import AgreementRow, Experiment, Grid, register
 from gradjax.experiments.sweep import per_device
-from gradjax.empirical.losses import projection as projection_loss
-from gradjax.empirical.propagate import loss_cotangent
-from gradjax.nn.stack import init_params
-from gradjax.theory import gaussian
 
 NAME = "phase-diagram"
-# Stream folded into a seed's key to draw its inputs and targets: far from the small counters the
-# parameter initialisation folds in, so data and weights are independent draws of the same key.
-_DATA_STREAM = 0x0DA7A
 # Largest finite value drawn for ξ_c (layers); the critical line itself is infinite.
 _XI_CAP = 1e3
 
 
-def _base_config(cell) -> NetConfig:
-    """The network at σ_w² = σ_b² = 1 (weights are rescaled per σ_w², σ_b² point)."""
+
+def _config(cell) -> NetConfig:
+    """The network of a cell's σ_b² row (σ_w² is traced along the row)."""
     return NetConfig(depth=cell["depth"], width=cell["width"], activation=cell["activation"], init="gaussian",
-                     sigma_w2=1.0, sigma_b2=1.0, dtype=cell.dtype)
+                     sigma_b2=cell["sigma_b2"], dtype=cell.dtype)
 
 
 def _fit_start(depth: int) -> int:
@@ -68,40 +62,25 @@ def _sw2_theory(cell) -> np.ndarray:
     return np.linspace(lo, hi, n)
 
 
-def _window_rate(activation: str, sw2, sb2, depth: int, start: int):
-    """Theory rate over the same layers the measurement fits: the mean-field profile along the
-    q-trajectory from q_0 = 1 (½ Σ log10 of the per-block factors σ_w² E φ′(√q_{l−1} z)²), fitted
-    by least squares like the measured one — it includes the approach of q_l to q*."""
-
-    def step(q, _):
-        f = sw2 * gaussian.derivative_moment(activation, q)  # factor of block l at q_{l-1}
-        return gradjax.theory.q_map(activation, sw2, sb2, q), f
-
-    _, f = jax.lax.scan(step, jnp.asarray(1.0, jnp.result_type(float)), None, length=depth)
-    half = 0.5 * jnp.log10(f)
-    # log10‖δ_l‖ − log10‖δ_L‖ = Σ_{k>l} ½ log10 f_k (entry l−1 for h_l)
-    rc = jnp.cumsum(half[::-1])[::-1]
-    profile = jnp.concatenate([rc[1:], jnp.zeros((1,), rc.dtype)])
-    return gradjax.empirical.growth_rate(profile, start=start)
-
-
-@functools.partial(jax.jit, static_argnames=("activation", "depth"))
-def _theory_arrays(fine, meas, sb2, *, activation, depth):
-    """χ₁ and ξ_c on the fine σ_w² row; ½ log10 χ₁ and the window rate on the measured one; the
-    critical σ_w² — one compiled program for every σ_b² row."""
-    row = lambda f, sw: jax.vmap(f, (None, 0, None))(activation, sw, sb2)  # noqa: E731
-    window = jax.vmap(_window_rate, (None, 0, None, None, None))(activation, meas, sb2, depth, _fit_start(depth))
+@functools.partial(jax.jit, static_argnames=("start",))
+def _theory_arrays(cfg, fine, meas, *, start):
+    """χ₁ and ξ_c on the fine σ_w² row; ½ log10 χ₁ on the measured one, and the window rate there: the
+    least-squares slope of ``gradjax.theory.gradient_profile`` (mean field, infinite width: the profile along the
+    q-trajectory from q_0 = 1, so the approach of q_l to q* is included) over the layers the
+    measurement fits; the critical σ_w². One compiled program for every σ_b² row."""
+    act, sb2 = cfg.activation, cfg.sigma_b2
+    row = lambda f, sw: jax.vmap(f, (None, 0, None))(act, sw, sb2)  # noqa: E731
+    profiles = jax.vmap(lambda s: gradjax.theory.gradient_profile(cfg.with_(sigma_w2=s), finite_width=False))(meas)
     return (row(gradjax.theory.chi_1, fine), row(gradjax.theory.depth_scale_c, fine),
-            0.5 * jnp.log10(row(gradjax.theory.chi_1, meas)), window,
-            gradjax.theory.critical_sigma_w2(activation, sb2))
+            0.5 * jnp.log10(row(gradjax.theory.chi_1, meas)), gradjax.empirical.growth_rate(profiles, start=start),
+            gradjax.theory.critical_sigma_w2(act, sb2))
 
 
 def theory(cell):
     fine, meas = _sw2_theory(cell), _sw2_measured(cell)
     dt = jnp.result_type(float)
-    chi1, xi_c, rate, window, crit = _theory_arrays(jnp.asarray(fine, dt), jnp.asarray(meas, dt),
-                                                    jnp.asarray(cell["sigma_b2"], dt),
-                                                    activation=cell["activation"], depth=cell["depth"])
+    chi1, xi_c, rate, window, crit = _theory_arrays(_config(cell), jnp.asarray(fine, dt), jnp.asarray(meas, dt),
+                                                    start=_fit_start(cell["depth"]))
     fine_c = {"sigma_w2_fine": fine}
     meas_c = {"sigma_w2": meas}
     return {
@@ -118,46 +97,20 @@ def theory(cell):
     }
 
 
-def _profiles_one(key, sw2, sb2, *, cfg, batch):
-    """(K, L) log10‖δ_l‖ of seed ``key``'s network at every σ_w² in ``sw2`` (K,) and σ_b² ``sb2``."""
-    params = init_params(cfg, key)  # σ_w² = σ_b² = 1
-    kx, kt = jax.random.split(jax.random.fold_in(key, _DATA_STREAM))
-    x = jax.random.normal(kx, (batch, cfg.in_dim), cfg.jnp_dtype)  # unit Gaussian inputs: q_0 ≈ 1
-    t = jax.random.normal(kt, (batch, cfg.out_dim), cfg.jnp_dtype)
-
-    def at(s):
-        blocks = dict(params["blocks"])
-        blocks["kernel"] = blocks["kernel"] * jnp.sqrt(s).astype(cfg.jnp_dtype)
-        blocks["bias"] = blocks["bias"] * jnp.sqrt(sb2).astype(cfg.jnp_dtype)
-        p = {**params, "blocks": blocks}
-        fwd = gradjax.empirical.forward_taps(cfg, p, x)
-        _, g_L = loss_cotangent(cfg, p, fwd.hidden[-1], t, projection_loss)
-        return gradjax.empirical.backward_walk(cfg, p, fwd, g_L).log_out  # log10‖δ_l‖, l = 1..L
-
-    return jax.vmap(at)(sw2)
-
-
-@functools.partial(jax.jit, static_argnames=("cfg", "batch"))
-def _profiles(keys, sw2, sb2, *, cfg, batch):
-    """(S, K, L): seeds one after another (``lax.map``: memory of one seed's K networks at a time)."""
-    return jax.lax.map(lambda k: _profiles_one(k, sw2, sb2, cfg=cfg, batch=batch), keys)
-
-
-def _growth_rate(log_norms: np.ndarray, start: int) -> np.ndarray:
-    """−(least-squares slope of log10 norms against the layer index) over layers [start, L), (…, L) → (…);
-    numpy twin of ``gradjax.empirical.growth_rate`` for arrays with several leading axes."""
-    v = log_norms[..., start:]
-    lc = np.arange(v.shape[-1]) - (v.shape[-1] - 1) / 2
-    return -np.sum((v - v.mean(axis=-1, keepdims=True)) * lc, axis=-1) / np.sum(lc * lc)
+def _profiles(keys, sw2, *, cfg, batch):
+    """(S, K, L) log10‖δ_l‖ at every σ_w² of ``sw2`` (K,): ``gradjax.empirical.gradient_profile`` vmapped
+    over σ_w² (each seed's network drawn once at unit scale and scaled), with its default loss, the
+    projection ⟨y, t⟩/B."""
+    prof = jax.vmap(lambda s: gradjax.empirical.gradient_profile(
+        cfg.with_(sigma_w2=s), seeds=keys, loss="projection", batch=batch).hidden)(sw2)
+    return jnp.moveaxis(prof, 0, 1)
 
 
 def measure(cell, keys):
-    cfg = _base_config(cell)
+    cfg = _config(cell)
     sw2 = _sw2_measured(cell)
-    dt = cfg.jnp_dtype
-    prof = per_device(_profiles, keys, jnp.asarray(sw2, dt), jnp.asarray(cell["sigma_b2"], dt), cfg=cfg,
-                      batch=cell["batch"])
-    rate = _growth_rate(np.asarray(prof), _fit_start(cfg.depth))
+    prof = per_device(_profiles, keys, jnp.asarray(sw2, cfg.jnp_dtype), cfg=cfg, batch=cell["batch"])
+    rate = gradjax.empirical.growth_rate(prof, start=_fit_start(cfg.depth))
     layer = np.arange(1, cfg.depth + 1)
     return {
         "grad_norm": xr.DataArray(np.asarray(prof), dims=("seed", "sigma_w2", "layer"),

@@ -7,6 +7,9 @@ from gradjax.nn.blocks import Block as Block
 from gradjax.nn.blocks import block_apply as block_apply
 from gradjax.nn.blocks import block_taps as block_taps
 from gradjax.nn.blocks import init_block as init_block
+from gradjax.nn.blocks import scale_block as scale_block
+from gradjax.nn.blocks import unit_block as unit_block
+from gradjax.nn.blocks import unit_config as unit_config
 from gradjax.nn.ensemble import ensemble_forward as ensemble_forward
 from gradjax.nn.ensemble import ensemble_params as ensemble_params
 from gradjax.nn.ensemble import make_ensemble as make_ensemble
@@ -21,5 +24,6 @@ from gradjax.nn.stack import init_params as init_params
 from gradjax.nn.stack import input_shape as input_shape
 from gradjax.nn.stack import params_of as params_of
 from gradjax.nn.stack import readout as readout
+from gradjax.nn.stack import scale_params as scale_params
 from gradjax.nn.stack import step as step
 from gradjax.nn.stack import unroll as unroll

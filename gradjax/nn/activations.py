@@ -16,17 +16,14 @@ import jax.numpy as jnp
 from jax.scipy.special import erf as _erf
 
 from gradjax._validate import check_choice
+from gradjax.names import DEFAULT_LEAKY_SLOPE, default_slope
+from gradjax.names import SLOPED as SLOPED
 
 Activation = Callable[[jax.Array], jax.Array]
 
 # SELU constants (Klambauer et al. 2017, "Self-Normalizing Neural Networks", arXiv:1706.02515, Eq. 2).
 SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
-
-# Default slopes: 0.01 for leaky ReLU (Maas et al. 2013); 0.25 initial slope for PReLU
-# (He et al. 2015, "Delving Deep into Rectifiers", arXiv:1502.01852, Sec. 2.1).
-DEFAULT_LEAKY_SLOPE = 0.01
-DEFAULT_PRELU_SLOPE = 0.25
 
 
 def linear(x):
@@ -96,8 +93,6 @@ ACTIVATIONS: dict[str, Activation] = {
     "softplus": softplus,
 }
 
-#: Activations with a slope parameter (``NetConfig.leaky_slope``).
-SLOPED = ("leaky_relu", "prelu")
 #: Saturating activations (|φ'| → 0 for large |x|): saturation fraction applies.
 SATURATING = ("sigmoid", "tanh", "hard_tanh", "erf")
 #: Rectifier family: dead-unit fraction applies.
@@ -113,9 +108,15 @@ def get_activation(name: str, *, slope: float | None = None) -> Activation:
     check_choice("activation", name, tuple(ACTIVATIONS))
     fn = ACTIVATIONS[name]
     if name in SLOPED:
-        s = DEFAULT_LEAKY_SLOPE if name == "leaky_relu" else DEFAULT_PRELU_SLOPE
-        return functools.partial(fn, slope=s if slope is None else slope)
+        return functools.partial(fn, slope=default_slope(name) if slope is None else slope)
     return fn
+
+
+def block_activation(cfg, params: dict) -> Activation:
+    """φ as a block applies it: prelu with the block's own (learnable) ``slope`` parameter, every other
+    activation as ``cfg`` names it (leaky_relu with ``cfg.leaky_slope``)."""
+    slope = params["slope"] if cfg.activation == "prelu" else cfg.leaky_slope
+    return get_activation(cfg.activation, slope=slope)
 
 
 def resolve_activation(activation, *, slope: float | None = None) -> Activation:

@@ -34,7 +34,7 @@ import jax.numpy as jnp
 if TYPE_CHECKING:
     from gradjax.config import NetConfig
 
-from gradjax.nn.activations import get_activation
+from gradjax.nn.activations import block_activation
 from gradjax.nn.conv import add_bias
 from gradjax.nn.init import get_initializer
 
@@ -73,11 +73,7 @@ def attend(cfg: NetConfig, params: dict, x: jax.Array) -> jax.Array:
 def _mlp(cfg: NetConfig, params: dict, x: jax.Array):
     """``(MLP(x), preact)`` with preact = x W_1 + b_1 (the argument of φ)."""
     pre = add_bias(x @ params["mlp_in"], params["mlp_in_bias"])
-    phi = get_activation(cfg.activation, slope=cfg.leaky_slope)
-    if cfg.activation == "prelu":
-        slope = params["slope"]
-        phi = lambda z: jnp.where(z >= 0, z, slope * z)  # noqa: E731
-    return add_bias(phi(pre) @ params["mlp_out"], params["mlp_out_bias"]), pre
+    return add_bias(block_activation(cfg, params)(pre) @ params["mlp_out"], params["mlp_out_bias"]), pre
 
 
 def _sublayer(cfg: NetConfig, h: jax.Array, branch, scale, bias):

@@ -18,17 +18,15 @@ block by block; :class:`Block` holds the same parameters as ``nnx.Param`` and ca
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import dataclasses
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-if TYPE_CHECKING:  # config imports the registries of this package
-    from gradjax.config import NetConfig
-
+from gradjax.config import NUMBER_FIELDS, SCALED_INITS, NetConfig
 from gradjax.nn import attention, conv
-from gradjax.nn.activations import get_activation
+from gradjax.nn.activations import block_activation
 from gradjax.nn.init import get_initializer
 
 # Variance floor inside every norm, the default of PyTorch and Flax norm layers.
@@ -61,13 +59,6 @@ def normalize(kind: str, x: jax.Array, scale: jax.Array, bias: jax.Array | None)
     return y if bias is None else y + bias[None, :]
 
 
-def _phi(cfg: NetConfig, params: dict):
-    if cfg.activation == "prelu":
-        slope = params["slope"]
-        return lambda x: jnp.where(x >= 0, x, slope * x)
-    return get_activation(cfg.activation, slope=cfg.leaky_slope)
-
-
 def _norm(cfg: NetConfig, params: dict, x: jax.Array) -> jax.Array:
     return normalize(cfg.norm, x, params.get("norm_scale"), params.get("norm_bias"))
 
@@ -89,14 +80,12 @@ def block_taps(cfg: NetConfig, params: dict, h: jax.Array, drive: jax.Array | No
         return conv_block_taps(cfg, params, h)
     if cfg.arch == "transformer":
         return attention.block_taps(cfg, params, h)
-    pre = cfg.norm != "none" and cfg.norm_position == "pre"
-    post = cfg.norm != "none" and cfg.norm_position == "post"
-    x = _norm(cfg, params, h) if pre else h
-    branch = _phi(cfg, params)(x) @ params["kernel"] + params["bias"][None, :]
+    x = _norm(cfg, params, h) if cfg.pre_norm else h
+    branch = block_activation(cfg, params)(x) @ params["kernel"] + params["bias"][None, :]
     if drive is not None:
         branch = branch + drive
     out = h + jnp.asarray(cfg.alpha, h.dtype) * branch if cfg.arch == "resmlp" else branch
-    if post:
+    if cfg.post_norm:
         out = _norm(cfg, params, out)
     return out, x
 
@@ -107,7 +96,7 @@ def conv_block_taps(cfg: NetConfig, params: dict, h: jax.Array):
     ``params``: ``kernel`` (k,)·d + (N, N), ``bias`` (N,) and ``slope`` () for prelu.
     """
     fmap = h.reshape((h.shape[0],) + cfg.spatial + (cfg.width,))
-    out = conv.add_bias(conv.circular_conv(_phi(cfg, params)(fmap), params["kernel"]), params["bias"])
+    out = conv.add_bias(conv.circular_conv(block_activation(cfg, params)(fmap), params["kernel"]), params["bias"])
     return out.reshape(h.shape), h
 
 
@@ -116,8 +105,8 @@ def block_apply(cfg: NetConfig, params: dict, h: jax.Array, drive: jax.Array | N
     return block_taps(cfg, params, h, drive)[0]
 
 
-def init_block(cfg: NetConfig, key: jax.Array) -> dict:
-    """Draws one block's parameters (a plain dict, see :func:`block_taps`)."""
+def _draw_block(cfg: NetConfig, key: jax.Array) -> dict:
+    """One block's parameters drawn at ``cfg``'s numbers (concrete)."""
     n, dt = cfg.width, cfg.jnp_dtype
     if cfg.arch == "transformer":
         return attention.init_block(cfg, key)
@@ -138,6 +127,55 @@ def init_block(cfg: NetConfig, key: jax.Array) -> dict:
         if cfg.norm != "rmsnorm":
             p["norm_bias"] = jnp.zeros((n,), dt)
     return p
+
+
+def unit_config(cfg: NetConfig) -> NetConfig:
+    """``cfg``'s structure at unit numbers (σ_w² = 1 for the scaled schemes, σ_b² = 1, α = 1, slope 1):
+    the network whose parameters :func:`scale_block` scales. Concrete even where ``cfg``'s numbers
+    are traced."""
+    structure = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name not in NUMBER_FIELDS}
+    rule = cfg.residual_scale if isinstance(cfg.residual_scale, str) else None
+    slope = 1.0 if cfg.leaky_slope is not None else None
+    return NetConfig(**structure, sigma_b2=1.0, residual_scale=rule, leaky_slope=slope)
+
+
+def unit_block(cfg: NetConfig, key: jax.Array) -> dict:
+    """One block's parameters drawn at unit numbers (:func:`unit_config`): weights of ``cfg.init`` at
+    σ_w² = 1 (the fixed-variance schemes at their own variance), biases ~ N(0, 1), a prelu slope of 1.
+
+    Reads only the structure of ``cfg`` (never its numbers), so it draws the same arrays for every
+    σ_w², σ_b², α and slope: :func:`scale_block` turns them into the parameters of ``cfg``.
+    """
+    return _draw_block(unit_config(cfg), key)
+
+
+def scale_block(cfg: NetConfig, unit: dict) -> dict:
+    """Block parameters of ``cfg`` from unit draws (:func:`unit_block`), any leading axes: every weight
+    matrix × √σ_w² (scaled schemes), every bias × √σ_b², the prelu slope × ``leaky_slope``; norm
+    parameters as drawn.
+
+    The one place where a config's numbers enter its parameters; they may be traced (a σ_w² axis
+    under ``jax.vmap`` scales one draw).
+    """
+    dt = unit[next(iter(unit))].dtype
+    w = jnp.sqrt(jnp.asarray(cfg.sigma_w2, dt)) if cfg.init in SCALED_INITS else None
+    b = jnp.sqrt(jnp.asarray(cfg.sigma_b2, dt))
+    out = {}
+    for name, v in unit.items():
+        if "norm_" in name:
+            out[name] = v
+        elif name == "slope":
+            out[name] = v * jnp.asarray(cfg.leaky_slope, dt)
+        elif name.endswith("bias"):
+            out[name] = v * b
+        else:
+            out[name] = v if w is None else v * w
+    return out
+
+
+def init_block(cfg: NetConfig, key: jax.Array) -> dict:
+    """Draws one block's parameters (a plain dict, see :func:`block_taps`): unit draws, scaled."""
+    return scale_block(cfg, unit_block(cfg, key))
 
 
 class Block(nnx.Module):

@@ -6,16 +6,12 @@ Seed k of ``seeds=S`` is ``jax.random.key(k)``, so member k is bit-identical to
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-if TYPE_CHECKING:  # config imports the registries of this package
-    from gradjax.config import NetConfig
-
+from gradjax.config import NetConfig
 from gradjax.nn.stack import Network, forward, input_shape, params_of
 
 

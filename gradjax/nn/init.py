@@ -20,6 +20,8 @@ import jax
 import jax.numpy as jnp
 
 from gradjax._validate import check_choice
+from gradjax.names import SCALED as SCALED
+from gradjax.names import weight_sigma_w2 as weight_sigma_w2
 
 Initializer = Callable[..., jax.Array]
 
@@ -32,7 +34,7 @@ def gaussian(key, shape, sigma_w2, dtype=jnp.float32):
 def orthogonal(key, shape, sigma_w2, dtype=jnp.float32):
     """W = σ_w · Q with Q Haar-orthogonal (WᵀW = σ_w² I when fan_in ≥ fan_out)."""
     q = jax.nn.initializers.orthogonal(scale=1.0)(key, shape, jnp.float64 if dtype == jnp.float64 else jnp.float32)
-    return (q * math.sqrt(sigma_w2)).astype(dtype)
+    return (q * jnp.sqrt(sigma_w2)).astype(dtype)
 
 
 def xavier_normal(key, shape, sigma_w2=None, dtype=jnp.float32):
@@ -71,21 +73,6 @@ INITIALIZERS: dict[str, Initializer] = {
     "he_uniform": he_uniform,
     "lecun_normal": lecun_normal,
 }
-
-#: Schemes whose scale is set by ``sigma_w2``; the others fix the variance themselves.
-SCALED = ("gaussian", "orthogonal")
-
-
-def weight_sigma_w2(init: str, fan_in: int, fan_out: int, sigma_w2: float = 1.0) -> float:
-    """Effective σ_w² = fan_in · Var(W_ij) of a scheme (what mean-field theory calls σ_w²)."""
-    check_choice("init", init, tuple(INITIALIZERS))
-    if init in SCALED:
-        return float(sigma_w2)
-    if init in ("xavier_normal", "xavier_uniform"):
-        return 2.0 * fan_in / (fan_in + fan_out)
-    if init in ("he_normal", "he_uniform"):
-        return 2.0
-    return 1.0  # lecun_normal
 
 
 def get_initializer(name: str) -> Initializer:

@@ -14,20 +14,16 @@ same contract for every arch, which the empirical engine differentiates block by
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-if TYPE_CHECKING:  # config imports the registries of this package
-    from gradjax.config import NetConfig
-
+from gradjax.config import NetConfig
 from gradjax.nn import conv
 from gradjax.nn.activations import get_activation
-from gradjax.nn.blocks import Block, block_taps
+from gradjax.nn.blocks import Block, block_taps, scale_block, unit_config
 
 
 class Taps(NamedTuple):
@@ -124,9 +120,19 @@ def forward(cfg: NetConfig, params: dict, x: jax.Array, *, taps: bool = False):
     return (y, Taps(h0, rec[0], rec[1])) if taps else y
 
 
+def scale_params(cfg: NetConfig, unit: dict) -> dict:
+    """The parameters of ``cfg`` from those of ``unit_config(cfg)`` (any leading seed axes): every block
+    scaled by :func:`gradjax.nn.blocks.scale_block`; input layer and readout do not depend on the numbers."""
+    return {**unit, "blocks": scale_block(cfg, unit["blocks"])}
+
+
 def init_params(cfg: NetConfig, key: jax.Array) -> dict:
-    """Draws all parameters as a plain dict (the same values :class:`Network` holds for ``key``)."""
-    return params_of(Network(cfg, rngs=nnx.Rngs(params=key)))
+    """Draws all parameters as a plain dict (the same values :class:`Network` holds for ``key``).
+
+    The draw is made at unit numbers and scaled (:func:`scale_params`), so ``cfg``'s σ_w², σ_b², α and
+    slope may be traced: ``jax.vmap(lambda s: init_params(cfg.with_(sigma_w2=s), key))`` draws once.
+    """
+    return scale_params(cfg, params_of(Network(unit_config(cfg), rngs=nnx.Rngs(params=key))))
 
 
 class _Dense(nnx.Module):

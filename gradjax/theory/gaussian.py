@@ -41,7 +41,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradjax.nn.activations import DEFAULT_LEAKY_SLOPE, DEFAULT_PRELU_SLOPE, SELU_ALPHA, SELU_SCALE, resolve_activation
+from gradjax.names import DEFAULT_LEAKY_SLOPE, DEFAULT_PRELU_SLOPE
+from gradjax.nn.activations import SELU_ALPHA, SELU_SCALE, resolve_activation
 
 # 1-D rule: panels of width 0.5 on [−10, 10] (tail mass beyond 10 is ~1.5e-23), 8 Gauss–Legendre
 # nodes each: 320 nodes. Accuracy checked in tests/theory/test_gaussian.py.

@@ -150,7 +150,7 @@ def block_factors(cfg, q0=None, *, q_in=1.0, batch=DEFAULT_BATCH):
     """f_l = E‖δ_{l−1}‖²/E‖δ_l‖² for every block l = 1..L (module docstring).
 
     Args:
-      cfg: the network (static).
+      cfg: the network (a pytree: structure static, numbers traced).
       q0: () second moment of h_0; q_in: () variance of the rnn input drive.
       batch: B for batchnorm (static; the other blocks do not depend on it).
 
@@ -163,8 +163,7 @@ def block_factors(cfg, q0=None, *, q_in=1.0, batch=DEFAULT_BATCH):
     eps = _norm_eps()
     q, nu = length_recursion(cfg, _default_q0(cfg, q0), q_in)
     q_prev, nu_prev = q[:-1], nu[:-1]  # what enters block l
-    pre = cfg.norm != "none" and cfg.norm_position == "pre"
-    post = cfg.norm != "none" and cfg.norm_position == "post"
+    pre, post = cfg.pre_norm, cfg.post_norm
     per_example = cfg.norm in ("layernorm", "rmsnorm")
 
     if cfg.norm == "batchnorm":
@@ -399,7 +398,7 @@ def _check_loss(loss):
             "them with this profile")
 
 
-@functools.partial(jax.jit, static_argnames=("cfg", "loss", "batch", "finite_width"))
+@functools.partial(jax.jit, static_argnames=("loss", "batch", "finite_width"))
 def gradient_profile(cfg, q0=None, *, q_in=1.0, loss="projection", batch=DEFAULT_BATCH, finite_width=None):
     """Expected log10 ‖∂loss/∂h_l‖ − log10 ‖∂loss/∂h_L‖ after every block (entry l−1 for h_l).
 
@@ -410,7 +409,7 @@ def gradient_profile(cfg, q0=None, *, q_in=1.0, loss="projection", batch=DEFAULT
     ``gradjax.empirical.gradient_profile(cfg, seeds).relative()`` at its defaults.
 
     Args:
-      cfg: the network (static).
+      cfg: the network (a pytree: structure static, numbers traced).
       q0: () second moment of h_0 (default 1 for mlp/resmlp with unit-variance inputs, 0 for rnn).
       q_in: () variance of the rnn input drive.
       loss: "projection" (static), the only loss modelled: ⟨y, t⟩/B with random t; any other raises.
@@ -437,7 +436,7 @@ def gradient_profile(cfg, q0=None, *, q_in=1.0, loss="projection", batch=DEFAULT
     return _from_factors(lf)
 
 
-@functools.partial(jax.jit, static_argnames=("cfg", "loss", "batch"))
+@functools.partial(jax.jit, static_argnames=("loss", "batch"))
 def gradient_spread(cfg, q0=None, *, q_in=1.0, loss="projection", batch=DEFAULT_BATCH):
     """Predicted std across seeds of log10(‖δ_l‖/‖δ_L‖) at width N and batch B: ½ √(Σ_{k>l} v_k)/ln 10.
 

@@ -10,9 +10,11 @@ with the Gaussian integrals of ``gradjax.theory.gaussian``. χ₁ = σ_w² E[φ�
 the c-map at c = 1 and the per-layer growth of E‖∂loss/∂h‖²; χ₁ = 1 is the order-to-chaos line.
 
 Scalar functions take ``(activation, sigma_w2, sigma_b2, ...)`` with ``activation`` a registry name or
-an elementwise callable and ``slope`` (leaky_relu / prelu) keyword-only; both are static under
-``jax.jit`` and every function here is jitted with them static. Vmap over σ_w², σ_b² at the call site:
+an elementwise callable (static under ``jax.jit``) and ``slope`` (leaky_relu / prelu, keyword-only,
+traced like σ_w² and σ_b²). Vmap over σ_w², σ_b² at the call site:
 ``jax.vmap(jax.vmap(chi_1, (None, None, 0)), (None, 0, None))("tanh", sw2_grid, sb2_grid)``.
+The profiles along depth take a ``NetConfig``, a pytree whose numbers are traced:
+``jax.vmap(lambda s: q_profile(cfg.with_(sigma_w2=s)))(sw2)`` compiles once.
 
 Degenerate cases return clean values, never nan: q* = 0 (σ_b² = 0 in the ordered phase), q* = inf
 (unbounded activations above criticality, e.g. relu with σ_w² > 2), depth scales inf where the
@@ -55,7 +57,8 @@ _MAX_NEWTON_C = 200
 #: Phase names indexed by the integer :func:`phase` returns.
 PHASES = ("ordered", "critical", "chaotic")
 
-_jit = functools.partial(jax.jit, static_argnames=("activation", "slope"))
+# The activation is structure (static); σ_w², σ_b², q and the slope are numbers (traced).
+_jit = functools.partial(jax.jit, static_argnames=("activation",))
 
 
 def _f(x):
@@ -70,7 +73,7 @@ def q_map(activation, sigma_w2, sigma_b2, q, *, slope=None):
       activation: registry name or elementwise callable (static).
       sigma_w2, sigma_b2: () effective weight variance and bias variance.
       q: () incoming pre-activation second moment.
-      slope: leaky_relu / prelu slope (static; default the registry default).
+      slope: leaky_relu / prelu slope (traced; default the registry default).
 
     Returns:
       () the next q (linear units).
@@ -317,7 +320,7 @@ def depth_scale_c(activation, sigma_w2, sigma_b2, *, slope=None):
     return _depth_scale(chi_c(activation, sigma_w2, sigma_b2, slope=slope))
 
 
-@functools.partial(jax.jit, static_argnames=("activation", "slope", "bounds"))
+@functools.partial(jax.jit, static_argnames=("activation", "bounds"))
 def critical_sigma_w2(activation, sigma_b2, *, slope=None, bounds=(1e-3, 1e3)):
     """σ_w² on the order-to-chaos line at bias variance σ_b²: the root of χ₁(σ_w², σ_b²) = 1.
 
@@ -346,7 +349,7 @@ def critical_sigma_w2(activation, sigma_b2, *, slope=None, bounds=(1e-3, 1e3)):
     return jnp.where(h_hi < 0, jnp.inf, jnp.where(h_lo > 0, 0.0, out))
 
 
-@functools.partial(jax.jit, static_argnames=("activation", "slope", "tol"))
+@functools.partial(jax.jit, static_argnames=("activation", "tol"))
 def phase(activation, sigma_w2, sigma_b2, *, slope=None, tol=1e-6):
     """Phase of (σ_w², σ_b²) as an index into :data:`PHASES`: 0 ordered (χ₁ < 1 − tol), 1 critical,
     2 chaotic (χ₁ > 1 + tol).
@@ -411,8 +414,7 @@ def length_recursion(cfg, q0, q_in=1.0):
     act, sl = cfg.activation, cfg.leaky_slope
     V = lambda q: _g.second_moment(act, q, slope=sl)  # noqa: E731
     var_phi = lambda q: _centred_variance(cfg, q)  # noqa: E731
-    pre = cfg.norm != "none" and cfg.norm_position == "pre"
-    post = cfg.norm != "none" and cfg.norm_position == "post"
+    pre, post = cfg.pre_norm, cfg.post_norm
     bn = cfg.norm == "batchnorm"
     q0 = _f(q0)
     q_in = _f(q_in)
@@ -440,7 +442,7 @@ def length_recursion(cfg, q0, q_in=1.0):
     return jnp.concatenate([q0[None], q]), jnp.concatenate([q0[None], nu])
 
 
-@functools.partial(jax.jit, static_argnames=("cfg",))
+@jax.jit
 def q_profile(cfg, q0=None, *, q_in=1.0):
     """Pre-activation length q_l = mean(h_l²) after every block of ``cfg``, along the actual depth.
 
@@ -457,7 +459,7 @@ def q_profile(cfg, q0=None, *, q_in=1.0):
     ``gradjax.theory.gradients`` for its finite-batch gradient rate.
 
     Args:
-      cfg: the network (static).
+      cfg: the network (a pytree: structure static, numbers traced).
       q0: () second moment of h_0; default 1 (mlp/resmlp with unit-variance inputs), 0 (rnn).
       q_in: () variance of the rnn input drive U x_t (1 for unit-variance inputs).
 
@@ -470,7 +472,7 @@ def q_profile(cfg, q0=None, *, q_in=1.0):
     return length_recursion(cfg, _default_q0(cfg, q0), q_in)[0][1:]
 
 
-@functools.partial(jax.jit, static_argnames=("cfg",))
+@jax.jit
 def c_profile(cfg, q0=None, c0=0.5, *, q_in=1.0, c_in=None):
     """Correlation c_l of two inputs' pre-activations after every block of ``cfg``.
 
@@ -480,7 +482,7 @@ def c_profile(cfg, q0=None, c0=0.5, *, q_in=1.0, c_in=None):
     norms rescale both inputs and leave c unchanged.
 
     Args:
-      cfg: the network (static); ``norm="batchnorm"`` is not modelled here (it couples the examples
+      cfg: the network (structure static, numbers traced); ``norm="batchnorm"`` is not modelled here (it couples the examples
         of a batch) and raises ValueError.
       q0: () second moment of h_0 (default as in :func:`q_profile`); c0: () initial correlation.
 
@@ -496,8 +498,7 @@ def c_profile(cfg, q0=None, c0=0.5, *, q_in=1.0, c_in=None):
     c_in = c0 if c_in is None else c_in
     sw, sb, a2 = _f(cfg.sigma_w2), _f(cfg.sigma_b2), _f(cfg.alpha) ** 2
     act, sl = cfg.activation, cfg.leaky_slope
-    pre = cfg.norm != "none" and cfg.norm_position == "pre"
-    post = cfg.norm != "none" and cfg.norm_position == "post"
+    pre, post = cfg.pre_norm, cfg.post_norm
     q_in, c_in = _f(q_in), _f(c_in)
 
     def step(state, _):

@@ -175,7 +175,7 @@ def _grid_map(points, depth, dtype):
     return p * jnp.log(t), p * 2.0 * (1.0 - u) / t
 
 
-@functools.partial(jax.jit, static_argnames=("activation", "slope", "orthogonal", "points"))
+@functools.partial(jax.jit, static_argnames=("activation", "orthogonal", "points"))
 def _density(activation, slope, orthogonal, points, depth, sw, q):
     """(log λ grid, |Im m|/π, d log λ/du, edge, atom at 0) — depth, σ_w², q traced: one compile serves all."""
     depth = _f(depth)
@@ -237,7 +237,8 @@ def jacobian_spectrum(cfg, q0=None, *, points=DEFAULT_POINTS):
     """Density of the squared singular values of J = ∏ D_l W_l for the MLP ``cfg`` at its fixed point.
 
     Args:
-      cfg: the network (static). Gaussian-class weights for every ``init`` but "orthogonal".
+      cfg: the network (structure static, numbers traced). Gaussian-class weights for every ``init``
+        but "orthogonal".
       q0: () pre-activation variance at which D is evaluated in every layer (default q* of the
         length map; q* = inf is evaluated in the asymptotic regime).
       points: number of λ points (static).
@@ -245,9 +246,9 @@ def jacobian_spectrum(cfg, q0=None, *, points=DEFAULT_POINTS):
     Returns:
       :class:`JacobianSpectrum` (linear units).
 
-    The work runs in jitted pieces whose static arguments are (activation, slope, orthogonal, points),
-    so networks differing only in depth, σ_w², σ_b² or q0 share one compilation; the function itself
-    may also be called under ``jax.jit`` with ``cfg`` static.
+    The work runs in jitted pieces whose static arguments are (activation, orthogonal, points), so
+    networks differing only in depth, σ_w², σ_b², slope or q0 share one compilation; the function
+    itself may also be called under ``jax.jit`` or ``jax.vmap`` over the config's numbers.
 
     The density solve (edge search, Newton continuation in the complex plane) needs float64: with
     64-bit JAX disabled it runs inside a scoped ``jax.enable_x64(True)`` and returns float64 arrays

@@ -219,8 +219,8 @@ def _seed_eval(cfg, loss, params, x, y, x_test, y_test, classification):
     }
 
 
-@functools.partial(jax.jit, static_argnames=("cfg", "tc", "loss", "batch", "classification"))
-def _chunk(params, opt_state, div, keys, t0, length, x, y, x_eval, y_eval, x_test, y_test, *, cfg, tc, loss, batch,
+@functools.partial(jax.jit, static_argnames=("tc", "loss", "batch", "classification"))
+def _chunk(params, opt_state, div, keys, t0, length, x, y, x_eval, y_eval, x_test, y_test, cfg, *, tc, loss, batch,
            classification):
     """``length`` updates of every seed, then one history row.
 
@@ -254,12 +254,13 @@ def _chunk(params, opt_state, div, keys, t0, length, x, y, x_eval, y_eval, x_tes
 
 
 def compute_cfg(cfg: NetConfig) -> NetConfig:
-    """``cfg`` with the fields that only shape the initial draw (init, σ_w², σ_b²) set to fixed values.
+    """``cfg`` as the forward and backward passes see it: the weight scheme only shapes the initial
+    draw, so every scheme maps to the gaussian structure (σ_w² kept as a number).
 
-    The forward and backward passes do not read them, so the jitted training chunk is keyed on
-    this config: a sweep over σ_w² or σ_b² (a phase diagram) compiles once.
+    The jitted training chunk takes this config as a pytree (numbers traced), so a sweep over σ_w²,
+    σ_b², α or the slope — or over the weight scheme — compiles the loop once.
     """
-    return cfg.with_(init="gaussian", sigma_w2=1.0, sigma_b2=0.0)
+    return cfg.with_(init="gaussian", sigma_w2=cfg.sigma_w2)
 
 
 def _check_fit(cfg: NetConfig, data: Dataset) -> None:
@@ -329,8 +330,7 @@ def train(cfg: NetConfig, tc: TrainConfig, data: Dataset, seeds=4, *, loss=None,
         for length in lengths:
             params, opt_state, div, row = _chunk(
                 params, opt_state, div, minibatch_keys, jnp.asarray(t, jnp.int32), jnp.asarray(length, jnp.int32),
-                x, y, x_eval, y_eval, x_test, y_test,
-                cfg=compute_cfg(cfg), tc=tc, loss=loss, batch=tc.batch_size, classification=classification)
+                x, y, x_eval, y_eval, x_test, y_test, compute_cfg(cfg), tc=tc, loss=loss, batch=tc.batch_size, classification=classification)
             t += length
             rows.append(jax.tree.map(np.asarray, row))
             live = rows[-1]["loss"][np.isfinite(rows[-1]["loss"])]

@@ -1,8 +1,8 @@
-"""init-schemes draws every scheme in one program per (activation, depth); check it against the library.
+"""init-schemes measures every scheme as a draw family at a traced σ_w²; check it against the library.
 
 References: the parameters must equal ``gradjax.nn.init_params`` of the scheme's own NetConfig (the
-seed contract of the registry), and the measured numbers must equal the library engines it stands
-in for: ``gradjax.empirical.gradient_profile`` (.hidden) and ``gradjax.empirical.jacobian_spectrum``
+seed contract of the registry), and the measured numbers must equal the library engines called on the
+scheme's own config: ``gradjax.empirical.gradient_profile`` (.hidden) and ``gradjax.empirical.jacobian_spectrum``
 (layers="end", method="svd"), computed independently here for the same seeds.
 """
 
@@ -28,10 +28,10 @@ def _cell(activation, scheme):
 
 
 @pytest.mark.parametrize("scheme", m.SCHEMES)
-def test_scheme_params_equal_init_params_of_the_schemes_config(scheme):
+def test_family_params_equal_init_params_of_the_schemes_config(scheme):
     cfg = m.config_of(_cell("tanh", scheme))
     key = jax.random.key(1)
-    got = m.scheme_params(key, cfg.sigma_w2, cfg.init == "orthogonal", cfg=m.canonical(cfg))
+    got = init_params(m.family_config(cfg), key)
     want = init_params(cfg, key)
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-14)
