@@ -30,3 +30,11 @@ def test_bench_memory_analyses_the_plain_program_and_runs_gradjax():
     # The plain program's output is the S·L Jacobians (N × N float32 each): 2·3·8·8·4 bytes = 1.5 KiB.
     assert "plain vmap(jacfwd): XLA memory analysis" in out and "outputs 1.5 KiB" in out
     assert "gradjax jacobian_spectrum(layers='all'): output (2, 3, 8)" in out
+
+
+def test_bench_theory_grid_runs_and_prints_the_ratios():
+    out = _run("benchmarks/bench_theory_grid.py", "--n", "3", "--depth", "4", "--static-points", "1")
+    for m in ("vmap-grid", "loop", "loop-static"):
+        assert f"| {m} |" in out
+    assert "9 of 9 points timed" in out
+    assert "- loop / vmap-grid = **" in out and "- loop-static / (vmap-grid incl. its compilation) = **" in out
