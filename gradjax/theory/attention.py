@@ -33,7 +33,6 @@ evaluated with Gauss–Hermite rules in Z, Y and the trapezoid rule in log t.
 
 from __future__ import annotations
 
-import functools
 
 import jax
 import jax.numpy as jnp
@@ -144,7 +143,7 @@ def token_profile(cfg, rho0=0.0, q0=1.0):
     """Tokens' second moment q_l and mean cosine similarity ρ_l after every block, from (q0, ρ0) at h_0.
 
     Args:
-      cfg: a transformer (static); any norm, norm position, α or no skip, with or without MLP.
+      cfg: a transformer (structure static, numbers traced); any norm, norm position, α or no skip, with or without MLP.
       rho0: () similarity of the tokens entering block 1 (0 for i.i.d. token embeddings).
       q0: () their second moment (1 for unit-variance inputs through the LeCun input layer).
 
@@ -163,7 +162,7 @@ def token_profile(cfg, rho0=0.0, q0=1.0):
     return _token_profile(cfg, rho0, q0)
 
 
-@functools.partial(jax.jit, static_argnames=("cfg",))
+@jax.jit
 def _token_profile(cfg, rho0, q0):
     def block(carry, _):
         q, k = _sublayer(cfg, *carry, _attention_gram)

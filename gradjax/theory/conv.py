@@ -27,7 +27,6 @@ References:
 
 from __future__ import annotations
 
-import functools
 import itertools
 import math
 
@@ -123,7 +122,7 @@ def covariance_map(cfg, sigma: jax.Array) -> jax.Array:
     return out.reshape(p, p)
 
 
-@functools.partial(jax.jit, static_argnames=("cfg",))
+@jax.jit
 def spatial_covariance_profile(cfg, sigma0: jax.Array) -> jax.Array:
     """Σ_l after every block, from the covariance ``sigma0`` (P, P) of h_0 (the transient included).
 
