@@ -10,6 +10,8 @@ does, the floor gets them pre-drawn). ``--predrawn`` hands the naive loops pre-d
 
 Methods:
   draw          drawing the S networks' parameters alone (part of every gradjax time below).
+  draw-jax      the same number of Gaussians drawn by jax.random.normal (threefry), as before
+                gradjax.nn.sampling: the drawing speed-up.
   gradjax-end   jacobian_spectrum(layers="end", method="gram")   vs (a) naive-end: per seed, jit(jacrev) of
                 h_0 → h_L + jnp.linalg.svd, in a Python loop over seeds.
   gradjax-all   jacobian_spectrum(layers="all", method="gram")   vs (b) naive-all: per seed and layer l,
@@ -19,6 +21,12 @@ Methods:
                 matrices (given W and φ' precomputed) + one batched eigvalsh of their Gram matrices.
   gradjax-grad  gradient_profile(batch=B)                         vs (c) naive-grad: per seed, jit(grad) of the
                 loss w.r.t. parameters and per-layer probes, in a Python loop over seeds.
+  torch-jacrev  PyTorch, the way most users would: per seed and layer l, torch.func.jacrev of the
+                sub-network h_l → h_L + torch.linalg.svdvals (the all-layer spectra of gradjax-all).
+  torch-sweep   PyTorch, hand-written: all seeds' networks drawn with torch.randn, one batched backward
+                product sweep G_{l-1} = (G_l W_lᵀ) ⊙ φ'(h_{l-1}) keeping every G_l, one batched
+                torch.linalg.eigvalsh of all S·L Gram matrices G_l G_lᵀ. Needs the optional extra
+                ``bench`` (pip install 'gradjax[bench]'); skipped with a message where torch is absent.
 
 Usage:  python benchmarks/bench_empirical.py [--L 32 --N 256 --S 16 --B 128] [--b-layers 8]
 """
@@ -35,7 +43,9 @@ import subprocess
 import sys
 import time
 
-METHODS = ("draw", "gradjax-end", "naive-end", "gradjax-all", "naive-all", "floor-all", "gradjax-grad", "naive-grad")
+METHODS = ("draw", "draw-jax", "gradjax-end", "naive-end", "gradjax-all", "naive-all", "floor-all", "gradjax-grad", "naive-grad",
+           "torch-jacrev", "torch-sweep")
+TORCH_METHODS = ("torch-jacrev", "torch-sweep")
 
 
 def _setup(args):
@@ -59,6 +69,67 @@ def _time(fn, repeats):
     return statistics.median(ts)
 
 
+def run_torch(args) -> dict:
+    """The PyTorch peers of ``gradjax-all``: the same tanh MLP (LeCun input layer, W ~ N(0, σ_w²/N),
+    b ~ N(0, σ_b²)), each method drawing its own S networks (torch.randn), float32, on the CPU."""
+    import torch
+
+    S, L, N, sw2, sb2 = args.S, args.L, args.N, 1.5, 0.05
+    torch.manual_seed(0)
+
+    def draw():
+        return (torch.randn(S, L, N, N) * (sw2 / N) ** 0.5, torch.randn(S, L, N) * sb2**0.5,
+                torch.randn(S, N, N) / N**0.5, torch.randn(S, 1, N))
+
+    def forward(W, b, emb, x):  # h_l = tanh(h_{l-1}) W_l + b_l; returns the inputs h_0..h_{L-1} of the blocks
+        h = x @ emb
+        hs = []
+        for l in range(L):
+            hs.append(h)
+            h = torch.tanh(h) @ W[:, l] + b[:, l, None, :]
+        return hs
+
+    def jacrev_all():
+        W, b, emb, x = draw()
+        hs = forward(W, b, emb, x)
+        out = []
+        for k in range(S):
+            for lo in range(L):
+                def sub(v, k=k, lo=lo):
+                    for l in range(lo, L):
+                        v = torch.tanh(v) @ W[k, l] + b[k, l]
+                    return v
+
+                j = torch.func.jacrev(sub)(hs[lo][k, 0])
+                out.append(torch.log10(torch.linalg.svdvals(j)))
+        return torch.stack(out)
+
+    def sweep_all():
+        W, b, emb, x = draw()
+        hs = forward(W, b, emb, x)
+        G = torch.eye(N).expand(S, N, N)
+        grams = []
+        for l in range(L - 1, -1, -1):  # G_l = ∂h_L/∂h_l; G_{l-1} = (G_l W_lᵀ) ⊙ φ'(h_{l-1})
+            G = (G @ W[:, l].transpose(1, 2)) * (1 - torch.tanh(hs[l]) ** 2)
+            grams.append(G @ G.transpose(1, 2))
+        lam = torch.linalg.eigvalsh(torch.stack(grams, 1))
+        return 0.5 * torch.log10(lam.clamp_min(0))
+
+    fn = {"torch-jacrev": jacrev_all, "torch-sweep": sweep_all}[args.method]
+    with torch.no_grad() if args.method == "torch-sweep" else torch.enable_grad():
+        fn()  # warm-up, as for the jitted methods
+        ts = []
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t0)
+    note = {"torch-jacrev": "torch.func.jacrev + svdvals per seed and layer, draws included",
+            "torch-sweep": "hand-written batched backward sweep + batched eigvalsh of the S·L Grams, draws included"}
+    return {"method": args.method, "seconds": statistics.median(ts),
+            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "peak_device_mib": None,
+            "note": f"{note[args.method]}; torch {torch.__version__}, {torch.get_num_threads()} threads"}
+
+
 def run_method(args) -> dict:
     import jax
     import jax.numpy as jnp
@@ -78,6 +149,11 @@ def run_method(args) -> dict:
         keys = seed_keys(S)
         t = _time(lambda: draw_all(keys), args.repeats)
         note = "drawing the S networks' parameters alone (jit(lax.map(init_params)))"
+    elif m == "draw-jax":
+        count = L * N * N + 2 * N * N + (L + 2) * N  # the blocks' kernels and biases, input layer, readout
+        draw_all = jax.jit(lambda ks: jax.lax.map(lambda key: jax.random.normal(key, (count,)), ks))
+        t = _time(lambda: draw_all(seed_keys(S)), args.repeats)
+        note = f"{count} Gaussians per network by jax.random.normal (the drawing before gradjax.nn.sampling)"
     elif m == "gradjax-end":
         t = _time(lambda: jacobian_spectrum(cfg, S, layers="end"), args.repeats)
     elif m == "gradjax-all":
@@ -186,7 +262,7 @@ def main(argv=None):
     p.add_argument("--methods", default=",".join(METHODS))
     args = p.parse_args(argv)
     if args.method:
-        print(json.dumps(run_method(args)))
+        print(json.dumps(run_torch(args) if args.method in TORCH_METHODS else run_method(args)))
         return
     import jax
 
@@ -194,17 +270,25 @@ def main(argv=None):
     base = ["--L", str(args.L), "--N", str(args.N), "--S", str(args.S), "--B", str(args.B), "--repeats", str(args.repeats)]
     base += [] if args.b_layers is None else ["--b-layers", str(args.b_layers)]
     base += ["--predrawn"] if args.predrawn else []
+    import importlib.util
+
     for m in args.methods.split(","):
+        if m in TORCH_METHODS and importlib.util.find_spec("torch") is None:
+            print(f"{m:14s} skipped: PyTorch is not installed (pip install 'gradjax[bench]', which pins torch)", flush=True)
+            continue
+        load = os.getloadavg()[0]
         out = subprocess.run([sys.executable, __file__, "--method", m] + base, capture_output=True, text=True,
                              env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))})
         if out.returncode:
             print(out.stderr[-3000:], file=sys.stderr)
             raise SystemExit(f"{m} failed")
         rows[m] = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f"{m:14s} {rows[m]['seconds']:9.3f} s  peak RSS {rows[m]['peak_rss_mib']:7.0f} MiB  {rows[m]['note']}", flush=True)
+        rows[m]["load"] = f"{load:.1f}–{os.getloadavg()[0]:.1f}"  # 1-min load average before – after
+        print(f"{m:14s} {rows[m]['seconds']:9.3f} s  peak RSS {rows[m]['peak_rss_mib']:7.0f} MiB  load {rows[m]['load']}  "
+              f"{rows[m]['note']}", flush=True)
 
     def ratio(a, b):
-        return f"{rows[a]['seconds'] / rows[b]['seconds']:.1f}×" if a in rows and b in rows else "—"
+        return f"{rows[a]['seconds'] / rows[b]['seconds']:.2f}×" if a in rows and b in rows else "—"
 
     print()
     print(f"W: L={args.L}, N={args.N}, S={args.S}, B={args.B}, float32, matmul precision highest; "
@@ -212,11 +296,11 @@ def main(argv=None):
           f"backend {jax.default_backend()}, python {platform.python_version()}")
     print()
     dev = any(r.get("peak_device_mib") is not None for r in rows.values())
-    print("| method | time (s) | peak RSS (MiB) |" + (" peak device memory (MiB) |" if dev else "") + " note |")
-    print("|---|---:|---:|" + ("---:|" if dev else "") + "---|")
+    print("| method | time (s) | peak RSS (MiB) |" + (" peak device memory (MiB) |" if dev else "") + " load | note |")
+    print("|---|---:|---:|" + ("---:|" if dev else "") + "---|---|")
     for m, r in rows.items():
         cell = "" if not dev else f" {r['peak_device_mib']:.0f} |" if r.get("peak_device_mib") is not None else " — |"
-        print(f"| {m} | {r['seconds']:.3f} | {r['peak_rss_mib']:.0f} |{cell} {r['note']} |")
+        print(f"| {m} | {r['seconds']:.3f} | {r['peak_rss_mib']:.0f} |{cell} {r['load']} | {r['note']} |")
     print()
     print(f"- end-to-end: naive (a) / gradjax = {ratio('naive-end', 'gradjax-end')} (target ≥ 5× on CPU)")
     print(f"- all layers: naive (b) / gradjax = {ratio('naive-all', 'gradjax-all')} (target ≥ 25×); "
@@ -225,6 +309,10 @@ def main(argv=None):
         net = rows["gradjax-all"]["seconds"] - rows["draw"]["seconds"]
         print(f"- all layers without drawing: gradjax − draw = {net:.3f} s = {net / rows['floor-all']['seconds']:.2f}× floor")
     print(f"- gradients: naive (c) / gradjax = {ratio('naive-grad', 'gradjax-grad')} (target ≥ 1× on CPU)")
+    print(f"- PyTorch: gradjax-all / torch-sweep = {ratio('gradjax-all', 'torch-sweep')} (target ≤ 0.75×); "
+          f"torch-jacrev / gradjax-all = {ratio('torch-jacrev', 'gradjax-all')}")
+    if "draw" in rows and "gradjax-all" in rows:
+        print(f"- drawing: draw / gradjax-all = {rows['draw']['seconds'] / rows['gradjax-all']['seconds']:.2f} (target ≤ 0.25)")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,10 @@ S·L Jacobians at once (64·128·1024² float32 = 32 GiB) plus its tangents. Thi
    ``max_bytes`` budget) and reports its wall time and peak memory: the device's
    ``peak_bytes_in_use`` on an accelerator, the process's peak resident set on CPU.
 
-Usage:  python benchmarks/bench_memory.py [--L 128 --N 1024 --S 64] [--no-run]
+With ``--weights regenerated`` the weights are never stored: each W_l is drawn from its key inside
+the forward and again inside the backward sweep, and each layer's spectrum is taken inside the sweep.
+
+Usage:  python benchmarks/bench_memory.py [--L 128 --N 1024 --S 64] [--no-run] [--weights regenerated]
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ def main(argv=None):
     p.add_argument("--N", type=int, default=1024)
     p.add_argument("--S", type=int, default=64)
     p.add_argument("--no-run", action="store_true", help="only the compile-time analysis of the plain program")
+    p.add_argument("--weights", default="stored", choices=("stored", "regenerated"),
+                   help="regenerated: each W_l drawn from its key inside the sweeps (O(N²) per seed, not O(L·N²))")
     args = p.parse_args(argv)
 
     import jax
@@ -82,14 +87,14 @@ def main(argv=None):
         return
     print(f"gradjax max_bytes budget per chunk (default): {fmt(default_max_bytes())}")
     t0 = time.perf_counter()
-    out = jax.block_until_ready(jacobian_spectrum(cfg, S, layers="all"))
+    out = jax.block_until_ready(jacobian_spectrum(cfg, S, layers="all", weights=args.weights))
     dt = time.perf_counter() - t0
     stats = dev.memory_stats() or {}
     peak = stats.get("peak_bytes_in_use")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     where = f"device peak {fmt(peak)}" if peak is not None else f"process peak RSS {fmt(rss)}"
     finite = float(jax.numpy.isfinite(out).mean())
-    print(f"gradjax jacobian_spectrum(layers='all'): output {tuple(out.shape)}, {finite:.3f} finite, "
+    print(f"gradjax jacobian_spectrum(layers='all', weights={args.weights!r}): output {tuple(out.shape)}, {finite:.3f} finite, "
           f"{dt:.1f} s (incl. compilation), {where}")
 
 

@@ -23,6 +23,8 @@ def test_bench_empirical_runs_every_method_and_prints_the_ratios():
     assert "timed 2 of 3 layers ([0, 2]), extrapolated ×1.50" in out
     for line in ("- end-to-end: naive (a) / gradjax =", "- all layers: naive (b) / gradjax =", "- gradients: naive (c) / gradjax ="):
         assert line in out
+    for m in ("torch-jacrev", "torch-sweep"):  # the PyTorch peers run, or say why not
+        assert f"| {m} |" in out or f"{m:14s} skipped: PyTorch is not installed" in out
 
 
 def test_bench_memory_analyses_the_plain_program_and_runs_gradjax():

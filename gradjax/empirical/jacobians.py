@@ -41,10 +41,18 @@ from gradjax.config import DTYPES, NetConfig
 from gradjax.empirical._seeds import block_param_count, data_key, default_inputs, itemsize, keys_of, map_seeds, per_seed_inputs
 from gradjax.empirical.lanczos import gauss_quadrature, lanczos_tridiagonal, smoothed_density, unit_probe
 from gradjax.empirical.propagate import apply_block, backward_walk, block_params, forward_taps, normalize
-from gradjax.nn.stack import init_params
+from gradjax.nn.init import IID
+from gradjax.nn.regenerate import BlockKeys
+from gradjax.nn.stack import block_keys, init_params
 
 METHODS = ("gram", "svd", "lanczos")
 LAYER_CHOICES = ("all", "end")
+#: How the block weights exist during a measurement (see gradjax.nn.regenerate): stored (L·N² per
+#: network), regenerated (each W_l drawn from its key inside each sweep: N²), tiled (W_l drawn by
+#: tiles inside each product: N · tile).
+WEIGHTS = ("stored", "regenerated", "tiled")
+# Columns (rows) of W drawn at once by weights="tiled": 256 × N float32 entries (16 MiB at N = 16,384).
+DEFAULT_TILE = 256
 
 # Examples per seed when inputs are drawn by default: one (the Jacobian is example 0's), except with
 # batchnorm whose statistics need a batch; 16 examples give O(1/√16) fluctuations of the statistics.
@@ -135,19 +143,29 @@ def eigvalsh(a: jax.Array) -> jax.Array:
     return jax.lax.platform_dependent(a, cpu=_eigvalsh_lapack_values_only, default=jnp.linalg.eigvalsh)
 
 
+def unit_spectrum(g: jax.Array, method: str) -> jax.Array:
+    """The spectrum of unit-scale ``g`` (…, N, N), descending, in the form :func:`scale_spectrum` takes:
+    ``gram``: eigenvalues of g gᵀ by ``eigvalsh`` (clipped at 0); ``svd``: singular values."""
+    if method == "svd":
+        return jnp.linalg.svd(g, compute_uv=False)
+    gram = jnp.matmul(g, jnp.swapaxes(g, -1, -2), precision=jax.lax.Precision.HIGHEST)
+    lam = eigvalsh(gram)[..., ::-1]
+    return jnp.where(lam > 0, lam, jnp.zeros_like(lam))
+
+
+def scale_spectrum(values: jax.Array, log_scale: jax.Array, method: str) -> jax.Array:
+    """log10 singular values of ``10**log_scale · g`` from :func:`unit_spectrum` of g (log_scale (…,))."""
+    logs = jnp.log10(values) if method == "svd" else 0.5 * jnp.log10(values)
+    return logs + log_scale[..., None]
+
+
 def log10_singular_values(g: jax.Array, log_scale: jax.Array, method: str) -> jax.Array:
     """log10 singular values of ``10**log_scale · g`` (g (…, N, N)), sorted descending.
 
     ``gram``: eigenvalues of g gᵀ by ``eigvalsh`` (fast; singular values below ~√ε·σ_max are noise,
     non-positive Gram eigenvalues give −inf); ``svd``: ``jnp.linalg.svd`` (exact reference).
     """
-    if method == "svd":
-        sv = jnp.linalg.svd(g, compute_uv=False)
-        return jnp.log10(sv) + log_scale[..., None]
-    gram = jnp.matmul(g, jnp.swapaxes(g, -1, -2), precision=jax.lax.Precision.HIGHEST)
-    lam = eigvalsh(gram)[..., ::-1]
-    lam = jnp.where(lam > 0, lam, jnp.zeros_like(lam))
-    return 0.5 * jnp.log10(lam) + log_scale[..., None]
+    return scale_spectrum(unit_spectrum(g, method), log_scale, method)
 
 
 def layer_indices(cfg: NetConfig, layers) -> np.ndarray | str:
@@ -231,11 +249,18 @@ def _lanczos_quadrature(cfg: NetConfig, params: dict, fwd, start: jax.Array, key
     return 0.5 * (jnp.log10(theta) + scale), w
 
 
-def _seed_network(key, x, cfg: NetConfig, run_cfg: NetConfig, batch: int):
-    """One seed's parameters (drawn in ``cfg.dtype``, cast to ``run_cfg``'s) and forward taps."""
+def _seed_network(key, x, cfg: NetConfig, run_cfg: NetConfig, batch: int, weights: str, tile: int):
+    """One seed's parameters (drawn in ``cfg.dtype``, cast to ``run_cfg``'s) and forward taps.
+
+    ``weights="regenerated"`` / ``"tiled"``: the blocks are held as their keys and drawn inside each
+    step of the sweeps (whole, or by tiles of ``tile`` inside each product); the stored draw of the
+    blocks is then unused and removed by the compiler.
+    """
     params = init_params(cfg, key)
-    if run_cfg.dtype != cfg.dtype:
-        params = jax.tree.map(lambda a: a.astype(run_cfg.jnp_dtype), params)
+    params = {name: jax.tree.map(lambda a: a.astype(run_cfg.jnp_dtype), v) for name, v in params.items()}
+    if weights != "stored":
+        rest = {name: v for name, v in params["blocks"].items() if name != "kernel"}
+        params["blocks"] = BlockKeys(block_keys(cfg, key), rest, cfg, run_cfg.dtype, tile if weights == "tiled" else 0)
     x = default_inputs(run_cfg, key, batch) if x is None else x.astype(run_cfg.jnp_dtype)
     if run_cfg.norm != "batchnorm":
         x = x[:1]  # examples do not interact: example 0 alone has the same Jacobian
@@ -246,8 +271,8 @@ def _starts(layers) -> jax.Array:
     return jnp.asarray([0] if isinstance(layers, str) else layers)
 
 
-def _spectrum_one(key, x, *, cfg, run_cfg, layers, method, batch, k):
-    params, fwd = _seed_network(key, x, cfg, run_cfg, batch)
+def _spectrum_one(key, x, *, cfg, run_cfg, layers, method, batch, k, weights, tile):
+    params, fwd = _seed_network(key, x, cfg, run_cfg, batch, weights, tile)
     n, b = run_cfg.state_size, fwd.h0.shape[0]
     if method == "lanczos":
         lkey = jax.random.fold_in(data_key(key), 2)
@@ -256,14 +281,17 @@ def _spectrum_one(key, x, *, cfg, run_cfg, layers, method, batch, k):
     if isinstance(layers, str):  # "end": only ∂h_L/∂h_0
         walk = backward_walk(run_cfg, params, fwd, cot, basis_ndim=1)
         return log10_singular_values(walk.u0[:, 0, :], walk.log0, method)[None]
+    idx = jnp.asarray(layers)
+    if weights != "stored":  # O(N²) memory: each layer's spectrum taken inside the sweep, not L matrices kept
+        walk = backward_walk(run_cfg, params, fwd, cot, basis_ndim=1, keep=lambda u: unit_spectrum(u[:, 0, :], method))
+        return scale_spectrum(walk.unit_in[idx], walk.log_in[idx], method)
     walk = backward_walk(run_cfg, params, fwd, cot, basis_ndim=1, keep=lambda u: u[:, 0, :])
     # Entry l of unit_in is the cotangent at h_l (leaving block l+1 backwards): rows of ∂h_L/∂h_l.
-    g = walk.unit_in[jnp.asarray(layers)]
-    return log10_singular_values(g, walk.log_in[jnp.asarray(layers)], method)
+    return scale_spectrum(unit_spectrum(walk.unit_in[idx], method), walk.log_in[idx], method)
 
 
-def _quadrature_one(key, x, *, cfg, run_cfg, layers, batch, k, probes):
-    params, fwd = _seed_network(key, x, cfg, run_cfg, batch)
+def _quadrature_one(key, x, *, cfg, run_cfg, layers, batch, k, probes, weights, tile):
+    params, fwd = _seed_network(key, x, cfg, run_cfg, batch, weights, tile)
     pkeys = jax.random.split(jax.random.fold_in(data_key(key), 3), probes)
 
     def one_layer(st):
@@ -272,6 +300,24 @@ def _quadrature_one(key, x, *, cfg, run_cfg, layers, batch, k, probes):
         return nodes.reshape(-1), w.reshape(-1) / probes
 
     return jax.lax.map(one_layer, _starts(layers))
+
+
+def _check_weights(cfg: NetConfig, weights: str, tile: int | None) -> int:
+    """Validated tile size (0 unless ``weights="tiled"``)."""
+    check_choice("weights", weights, WEIGHTS)
+    if weights == "stored":
+        return 0
+    if cfg.arch not in ("mlp", "resmlp"):
+        raise ValueError(f"weights={weights!r} needs arch in ['mlp', 'resmlp'] (dense blocks with their own keys), got {cfg.arch!r}")
+    if weights == "regenerated":
+        return 0
+    if cfg.init not in IID:
+        raise ValueError(f"weights='tiled' needs init in {sorted(IID)} (entries drawn independently), got "
+                         f"{cfg.init!r}: an orthogonal W depends on all its entries at once")
+    tile = min(DEFAULT_TILE, cfg.width) if tile is None else tile
+    if not (isinstance(tile, int) and tile >= 1 and cfg.width % tile == 0):
+        raise ValueError(f"tile must be a positive int dividing width={cfg.width}, got {tile!r}")
+    return tile
 
 
 def _prepare(cfg: NetConfig, seeds, inputs, layers, dtype, batch, k):
@@ -297,7 +343,7 @@ def _prepare(cfg: NetConfig, seeds, inputs, layers, dtype, batch, k):
 
 def jacobian_spectrum(cfg: NetConfig, seeds=8, inputs=None, layers="all", method: str = "gram", dtype: str | None = None,
                       *, batch: int | None = None, k: int = DEFAULT_LANCZOS_K, max_bytes: int | None = None,
-                      seed_batch: int | None = None) -> jax.Array:
+                      seed_batch: int | None = None, weights: str = "stored", tile: int | None = None) -> jax.Array:
     """log10 singular values of ∂h_L/∂h_l for S freshly initialized networks (example 0's state).
 
     Args:
@@ -315,6 +361,12 @@ def jacobian_spectrum(cfg: NetConfig, seeds=8, inputs=None, layers="all", method
       k: Lanczos steps (returned values: k; the top ones are the converged ones).
       max_bytes: memory budget of one chunk of seeds (default: half the device's free memory, 2 GiB on CPU).
       seed_batch: seeds vmapped together (default 1 on CPU, 32 on accelerators).
+      weights: "stored" (each network's L weight matrices drawn, then walked), "regenerated" (each
+        W_l drawn from its own key inside the forward and again inside the backward sweep, and each
+        layer's spectrum taken inside the backward sweep: O(N²) memory per network instead of
+        O(L·N²), the same values bit for bit) or "tiled" (W_l drawn by tiles inside each product:
+        O(N·tile); equal to rounding). mlp/resmlp only for the last two; "tiled" needs i.i.d. init.
+      tile: columns (rows) of W per tile for "tiled" (default min(256, N); must divide N).
 
     Returns:
       (S, n_layers, N) log10 singular values sorted descending — (S, n_layers, k) for "lanczos" —
@@ -328,9 +380,13 @@ def jacobian_spectrum(cfg: NetConfig, seeds=8, inputs=None, layers="all", method
     # One seed: parameters, taps, the (N, B, N) cotangent block and its temporaries, the kept
     # per-layer matrices, and eigen/svd workspace for the selected layers.
     n_sel = 1 if isinstance(idx, str) else len(idx)
-    per_seed = 2 * itemsize(run_cfg) * (L * n_par + 3 * L * b * n + 4 * n * b_eff * n + (n_keep + 3 * n_sel) * n * n)
+    tile = _check_weights(cfg, weights, tile)
+    if weights == "stored":
+        per_seed = 2 * itemsize(run_cfg) * (L * n_par + 3 * L * b * n + 4 * n * b_eff * n + (n_keep + 3 * n_sel) * n * n)
+    else:  # one W_l (or one tile) at a time, spectra taken inside the sweep: (L, N) kept
+        per_seed = 2 * itemsize(run_cfg) * (n * n + 3 * L * b * n + 4 * n * b_eff * n + 3 * n * n + L * n)
     static = (("cfg", cfg), ("run_cfg", run_cfg), ("layers", idx),
-              ("method", method), ("batch", b), ("k", min(k, n)))
+              ("method", method), ("batch", b), ("k", min(k, n)), ("weights", weights), ("tile", tile))
     return map_seeds(_spectrum_one, static, keys, (x,), (x_axis,), per_seed_bytes=per_seed, max_bytes=max_bytes,
                      seed_batch=seed_batch)
 
@@ -366,7 +422,8 @@ class SpectralQuadrature(NamedTuple):
 
 def jacobian_spectral_density(cfg: NetConfig, seeds=8, inputs=None, layers="all", *, k: int = DEFAULT_LANCZOS_K,
                               probes: int = DEFAULT_SLQ_PROBES, dtype: str | None = None, batch: int | None = None,
-                              max_bytes: int | None = None, seed_batch: int | None = None) -> SpectralQuadrature:
+                              max_bytes: int | None = None, seed_batch: int | None = None, weights: str = "stored",
+                              tile: int | None = None) -> SpectralQuadrature:
     """Singular-value distribution of ∂h_L/∂h_l by stochastic Lanczos quadrature, matrix-free.
 
     For widths where the N × N Jacobians of :func:`jacobian_spectrum` do not fit: only Jacobian-vector
@@ -386,17 +443,21 @@ def jacobian_spectral_density(cfg: NetConfig, seeds=8, inputs=None, layers="all"
       cfg, seeds, inputs, layers, dtype, batch, max_bytes, seed_batch: as :func:`jacobian_spectrum`.
       k: Lanczos steps per probe (nodes per probe), at most N.
       probes: random start vectors per seed and layer (drawn from the seed's data key).
+      weights, tile: as :func:`jacobian_spectrum`; "tiled" needs O(N · tile) memory per product, so
+        widths whose N × N weights do not fit (N = 16,384: 1 GiB per float32 W) run on a laptop.
 
     Returns:
       :class:`SpectralQuadrature` with arrays (S, n_layers, probes · k).
     """
     idx, run_cfg, keys, x, x_axis, b = _prepare(cfg, seeds, inputs, layers, dtype, batch, k)
     check_int("probes", probes)
+    tile = _check_weights(cfg, weights, tile)
     n, L = cfg.state_size, cfg.depth
     kk = min(k, n)
-    per_seed = 2 * itemsize(run_cfg) * (L * block_param_count(cfg) + 3 * L * b * n + 4 * kk * n + 2 * kk * kk)
+    params_bytes = {"stored": L * block_param_count(cfg), "regenerated": n * n, "tiled": 2 * tile * n}[weights]
+    per_seed = 2 * itemsize(run_cfg) * (params_bytes + 3 * L * b * n + probes * (4 * kk * n + 2 * kk * kk))
     static = (("cfg", cfg), ("run_cfg", run_cfg), ("layers", idx),
-              ("batch", b), ("k", kk), ("probes", probes))
-    nodes, weights = map_seeds(_quadrature_one, static, keys, (x,), (x_axis,), per_seed_bytes=per_seed,
-                               max_bytes=max_bytes, seed_batch=seed_batch)
-    return SpectralQuadrature(nodes, weights)
+              ("batch", b), ("k", kk), ("probes", probes), ("weights", weights), ("tile", tile))
+    nodes, w = map_seeds(_quadrature_one, static, keys, (x,), (x_axis,), per_seed_bytes=per_seed,
+                         max_bytes=max_bytes, seed_batch=seed_batch)
+    return SpectralQuadrature(nodes, w)

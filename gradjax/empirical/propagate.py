@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from gradjax.config import NetConfig
+from gradjax.nn.regenerate import BlockKeys
 from gradjax.nn.stack import readout, step, unroll
 
 
@@ -74,12 +75,14 @@ def forward_taps(cfg: NetConfig, params: dict, x: jax.Array) -> Forward:
     """Forward sweep under ``lax.scan`` recording every ``h_l`` and pre-activation.
 
     Args:
-      cfg: the network. params: one network's parameters (no seed axis). x: (B, in_dim) or (B, L, in_dim) for rnn.
+      cfg: the network. params: one network's parameters (no seed axis); ``params["blocks"]`` may be a
+        :class:`gradjax.nn.regenerate.BlockKeys` (each block drawn inside the step that uses it).
+      x: (B, in_dim) or (B, L, in_dim) for rnn.
     """
     h0, xs = unroll(cfg, params, x)
 
     def body(h, x_l):
-        h_next, pre = step(cfg, params, x_l, h)
+        h_next, pre = step(cfg, params, x_l if cfg.arch == "rnn" else block_params(cfg, params, x_l), h)
         return h_next, (h_next, pre)
 
     _, (hidden, preact) = jax.lax.scan(body, h0, xs)
@@ -87,8 +90,11 @@ def forward_taps(cfg: NetConfig, params: dict, x: jax.Array) -> Forward:
 
 
 def block_params(cfg: NetConfig, params: dict, x_l):
-    """The parameters of one block: the scanned slice (mlp/resmlp) or the shared block (rnn)."""
-    return params["blocks"] if cfg.arch == "rnn" else x_l
+    """The parameters of one block: the scanned slice (mlp/resmlp), drawn here from its key when the
+    blocks are held as keys (:class:`gradjax.nn.regenerate.BlockKeys`), or the shared block (rnn)."""
+    if cfg.arch == "rnn":
+        return params["blocks"]
+    return x_l.draw_block() if isinstance(x_l, BlockKeys) else x_l
 
 
 def apply_block(cfg: NetConfig, p: dict, x_l, h: jax.Array) -> jax.Array:

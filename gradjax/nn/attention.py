@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 from gradjax.nn.activations import block_activation
 from gradjax.nn.conv import add_bias
 from gradjax.nn.init import get_initializer
+from gradjax.nn.sampling import standard_normal
 
 _MATRICES = ("query", "key", "value", "kernel")
 _MLP_MATRICES = ("mlp_in", "mlp_out")
@@ -118,7 +119,7 @@ def init_block(cfg: NetConfig, key: jax.Array) -> dict:
     keys = jax.random.split(key, len(names) + len(biases))
     p = {name: init(k, (n, n), cfg.sigma_w2, dt) for name, k in zip(names, keys)}
     sb = jnp.sqrt(jnp.asarray(cfg.sigma_b2, dt))
-    p.update({name: jax.random.normal(k, (n,), dt) * sb for name, k in zip(biases, keys[len(names):])})
+    p.update({name: standard_normal(k, (n,), dt, sb) for name, k in zip(biases, keys[len(names):])})
     if cfg.activation == "prelu" and cfg.mlp:
         p["slope"] = jnp.asarray(cfg.leaky_slope, dt)
     if cfg.norm != "none":

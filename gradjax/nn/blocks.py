@@ -28,6 +28,7 @@ from gradjax.config import NUMBER_FIELDS, SCALED_INITS, NetConfig
 from gradjax.nn import attention, conv
 from gradjax.nn.activations import block_activation
 from gradjax.nn.init import get_initializer
+from gradjax.nn.sampling import standard_normal
 
 # Variance floor inside every norm, the default of PyTorch and Flax norm layers.
 NORM_EPS = 1e-5
@@ -118,7 +119,7 @@ def _draw_block(cfg: NetConfig, key: jax.Array) -> dict:
         kernel = get_initializer(cfg.init)(kw, (n, n), cfg.sigma_w2, dt)
     p = {
         "kernel": kernel,
-        "bias": jax.random.normal(kb, (n,), dt) * jnp.sqrt(jnp.asarray(cfg.sigma_b2, dt)),
+        "bias": standard_normal(kb, (n,), dt, jnp.sqrt(jnp.asarray(cfg.sigma_b2, dt))),
     }
     if cfg.activation == "prelu":
         p["slope"] = jnp.asarray(cfg.leaky_slope, dt)

@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from gradjax.nn.init import orthogonal
+from gradjax.nn.sampling import standard_normal
 
 _DIMENSIONS = {1: ("NWC", "WIO", "NWC"), 2: ("NHWC", "HWIO", "NHWC")}
 
@@ -37,7 +38,7 @@ def kernel_shape(ndim: int, kernel_size: int, c_in: int, c_out: int) -> tuple[in
 def conv_gaussian(key, shape, sigma_w2, dtype=jnp.float32):
     """i.i.d. kernel entries N(0, σ_w²/fan_in), fan_in = k^d · C_in = prod(shape[:-1])."""
     fan_in = math.prod(shape[:-1])
-    return jax.random.normal(key, shape, dtype) * jnp.sqrt(jnp.asarray(sigma_w2 / fan_in, dtype))
+    return standard_normal(key, shape, dtype, jnp.sqrt(jnp.asarray(sigma_w2 / fan_in, dtype)))
 
 
 def delta_orthogonal(key, shape, sigma_w2, dtype=jnp.float32):

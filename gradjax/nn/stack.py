@@ -14,6 +14,7 @@ same contract for every arch, which the empirical engine differentiates block by
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import jax
@@ -24,6 +25,7 @@ from gradjax.config import NetConfig
 from gradjax.nn import conv
 from gradjax.nn.activations import get_activation
 from gradjax.nn.blocks import Block, block_taps, scale_block, unit_config
+from gradjax.nn.sampling import standard_normal
 
 
 class Taps(NamedTuple):
@@ -135,11 +137,25 @@ def init_params(cfg: NetConfig, key: jax.Array) -> dict:
     return scale_params(cfg, params_of(Network(unit_config(cfg), rngs=nnx.Rngs(params=key))))
 
 
+def block_keys(cfg: NetConfig, key: jax.Array) -> jax.Array:
+    """(L,) keys: block l of ``init_params(cfg, key)`` is ``init_block(cfg, block_keys(cfg, key)[l])``, bit-identical.
+
+    What :class:`Network` does with ``nnx.Rngs(params=key)``: the input layer takes draw 0 of the
+    stream (``fold_in(key, 0)``), ``nnx.split_rngs`` splits draw 1 into L keys, and each block takes
+    draw 0 of its own stream. With these keys a block's parameters can be drawn where they are used
+    (``gradjax.nn.regenerate``) instead of stored. mlp and resmlp only (the rnn has one shared block).
+    """
+    if cfg.arch not in ("mlp", "resmlp"):
+        raise ValueError(f"arch must be one of ['mlp', 'resmlp'] for per-block keys (dense blocks), got {cfg.arch!r}")
+    split = jax.random.split(jax.random.fold_in(key, 1), cfg.depth)
+    return jax.vmap(lambda k: jax.random.fold_in(k, 0))(split)
+
+
 class _Dense(nnx.Module):
     """``x W + b`` with W ~ N(0, 1/fan_in) (LeCun), b = 0: the input layer and the readout."""
 
     def __init__(self, fan_in: int, fan_out: int, dtype, *, bias: bool = True, rngs: nnx.Rngs):
-        self.kernel = nnx.Param(jax.random.normal(rngs.params(), (fan_in, fan_out), dtype) / jnp.sqrt(jnp.asarray(fan_in, dtype)))
+        self.kernel = nnx.Param(standard_normal(rngs.params(), (fan_in, fan_out), dtype, 1.0 / math.sqrt(fan_in)))
         if bias:
             self.bias = nnx.Param(jnp.zeros((fan_out,), dtype))
 

@@ -111,7 +111,10 @@ def test_gradient_profile_members_equal_single_networks_and_chunking_is_bitwise(
     k3 = jax.random.key(3)
     x3 = default_inputs(cfg, k3, 8)
     one = _grad_norms(cfg, init_params(cfg, k3), x3, default_targets(cfg, k3, 8, "projection"), "projection")
-    np.testing.assert_allclose(prof.hidden[3], one.hidden, rtol=1e-6)
+    # Jitted ensemble vs an eager single network: float32 roundings differ per product; a crude worst case
+    # (2L + 2)·N·ε₃₂ = 10·16·6e-8 ≈ 1e-5 over the forward and backward sweeps, ×4 for layernorm's
+    # division and square root.
+    np.testing.assert_allclose(prof.hidden[3], one.hidden, rtol=4e-5)
     n_compiled = _run_chunk._cache_size()
     again = gradient_profile(cfg, seeds=5, batch=8)
     assert _run_chunk._cache_size() == n_compiled  # no recompilation on the second call
