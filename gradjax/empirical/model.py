@@ -303,11 +303,6 @@ def model_grad_norms(model: nnx.Module, x: jax.Array, targets, loss=DEFAULT_LOSS
     return _grad_norms(graphdef, params, rest, plan, x, targets, loss_fn(loss))
 
 
-def _log10_norm(g: jax.Array) -> jax.Array:
-    """:func:`log10_norm`, but nan (not −inf) for a tensor holding a nan: a failed seed, not a vanished gradient."""
-    return jnp.where(jnp.any(jnp.isnan(g)), jnp.nan, log10_norm(g))
-
-
 def _grad_norms(graphdef, params, rest, plan: TapPlan, x, targets, f) -> GradNorms:
     real_x = jnp.issubdtype(x.dtype, jnp.floating)
 
@@ -318,15 +313,15 @@ def _grad_norms(graphdef, params, rest, plan: TapPlan, x, targets, f) -> GradNor
     argnums = (0, 1, 2) if real_x else (0, 1)
     value, grads = jax.value_and_grad(objective, argnums=argnums)(params, zero_taps(plan), x)
     g_params = nnx.to_pure_dict(grads[0])
-    hidden = jnp.stack([_log10_norm(g) for g in grads[1]])
+    hidden = jnp.stack([log10_norm(g) for g in grads[1]])
     nan = jnp.full((), jnp.nan, hidden.dtype)
     per_name = {}
     for name in _param_names(plan, g_params):
         per_name[name] = jnp.stack([
-            _log10_norm(_leaf(g_params, path)[name]).astype(hidden.dtype) if name in _leaf(g_params, path) else nan
+            log10_norm(_leaf(g_params, path)[name]).astype(hidden.dtype) if name in _leaf(g_params, path) else nan
             for path in plan.calls])
     full_nan = jnp.full((len(plan.calls),), jnp.nan, hidden.dtype)
-    x_norm = _log10_norm(grads[2]).astype(hidden.dtype) if real_x else nan
+    x_norm = log10_norm(grads[2]).astype(hidden.dtype) if real_x else nan
     return GradNorms(hidden, per_name.get("kernel", full_nan), per_name.get("bias", full_nan), per_name, x_norm,
                      value)
 

@@ -105,7 +105,8 @@ def apply_block(cfg: NetConfig, p: dict, x_l, h: jax.Array) -> jax.Array:
 
 
 def normalize(g: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """``g`` → ``(g/‖g‖_F, log10 ‖g‖_F)``; an all-zero ``g`` gives ``(0, −inf)``, never nan.
+    """``g`` → ``(g/‖g‖_F, log10 ‖g‖_F)``; an all-zero ``g`` gives ``(0, −inf)``, a ``g`` with a nan or
+    inf entry (a diverged seed) gives a nan log-norm — recorded as failed, never as a vanished gradient.
 
     The tensor is first divided by its max-abs entry: Σg² of a float32 tensor with entries near
     1e±20 would over/underflow although the norm itself is representable.
@@ -117,7 +118,7 @@ def normalize(g: jax.Array) -> tuple[jax.Array, jax.Array]:
     n = jnp.sqrt(jnp.sum(jnp.square(gs)))  # in [1, sqrt(g.size)] when g ≠ 0
     safe_n = jnp.where(nonzero, n, jnp.ones_like(n))
     log = jnp.where(nonzero, jnp.log10(safe_n) + jnp.log10(safe_m), -jnp.inf)
-    return gs / safe_n, log
+    return gs / safe_n, jnp.where(jnp.isfinite(m) | (m == 0), log, jnp.nan)
 
 
 def log10_norm(g: jax.Array) -> jax.Array:

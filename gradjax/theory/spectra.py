@@ -74,6 +74,10 @@ _MAP_POWER = 2.0
 _LN10 = math.log(10.0)
 
 
+# var/(m₁² L) below this is zero to rounding (μ₂/μ₁² − 1 of a constant φ′² rounds to ~1e-16).
+_DEGENERATE_VAR = 1e-12
+
+
 class JacobianSpectrum(NamedTuple):
     """Squared singular values of the end-to-end Jacobian (eigenvalues of JJᵀ).
 
@@ -274,11 +278,7 @@ def _jacobian_spectrum(cfg, q0, points):
     m1, var = jacobian_moments(cfg, q)
     orthogonal = _orthogonal(cfg, "theory.jacobian_spectrum")
     if cfg.activation == "linear" and orthogonal:
-        loc = sw**cfg.depth
-        grid = loc * (jnp.arange(points, dtype=sw.dtype) + 0.5) / points
-        zeros = jnp.zeros_like(grid)
-        return JacobianSpectrum(grid, zeros, zeros, m1, var * 0.0, loc, jnp.ones_like(loc), loc, zeros, jnp.log10(grid),
-                                jnp.zeros_like(loc))
+        return _point_mass(m1, points)
     log_grid, im_m, dlog, edge, atom0 = _density(cfg.activation, cfg.leaky_slope, orthogonal, points, cfg.depth, sw, q)
     grid = jnp.exp(log_grid)
     representable = grid > _TINY
@@ -286,5 +286,20 @@ def _jacobian_spectrum(cfg, q0, points):
     density = jnp.where(representable, im_m / jnp.where(representable, grid, 1.0), 0.0)
     weights = jnp.where(representable, grid * dlog / points, 0.0)
     mass = im_m * dlog / points
-    return JacobianSpectrum(grid, density, weights, m1, var, edge, atom0, jnp.zeros_like(edge), mass,
-                            log_grid / _LN10, jnp.sum(mass) + atom0 - 1.0)
+    spectrum = JacobianSpectrum(grid, density, weights, m1, var, edge, atom0, jnp.zeros_like(edge), mass,
+                                log_grid / _LN10, jnp.sum(mass) + atom0 - 1.0)
+    if not orthogonal:
+        return spectrum
+    # Orthogonal weights with a constant φ′² (e.g. tanh at q* = 0, where every φ′(0)² = 1): every
+    # singular value equals (σ_w² φ′²)^{L/2}, a point mass at m₁ (var = 0 in closed form). The
+    # continuation has no bulk to follow there, so the point mass is selected (q may be traced).
+    degenerate = var <= _DEGENERATE_VAR * m1**2 * cfg.depth
+    return jax.tree.map(lambda a, b: jnp.where(degenerate, a, b), _point_mass(m1, points), spectrum)
+
+
+def _point_mass(loc, points):
+    """All of JJᵀ's eigenvalues at ``loc``: atom of mass 1, no continuous part (same fields as the density)."""
+    grid = loc * (jnp.arange(points, dtype=loc.dtype) + 0.5) / points
+    zeros = jnp.zeros_like(grid)
+    return JacobianSpectrum(grid, zeros, zeros, loc, loc * 0.0, loc, jnp.ones_like(loc), loc, zeros, jnp.log10(grid),
+                            jnp.zeros_like(loc))

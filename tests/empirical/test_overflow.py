@@ -141,3 +141,14 @@ def test_chunked_walk_is_grad_norms():
     hidden, weights = chunked_grad_norms(cfg, small, layer_keys, x, t, projection_loss, chunk=3)
     np.testing.assert_allclose(hidden, want.hidden, rtol=0, atol=1e-5)
     np.testing.assert_allclose(weights, want.weights, rtol=0, atol=1e-5)
+
+
+def test_a_non_finite_tensor_is_a_failure_not_a_vanished_gradient():
+    # A diverged seed's cotangent holds nan (or inf): its log-norm must be nan (recorded as failed),
+    # not −inf (which reads as a vanished gradient); an all-zero tensor stays −inf.
+    g = jnp.ones((3, 4))
+    for bad in (jnp.nan, jnp.inf):
+        unit, log = normalize(g.at[1, 2].set(bad))
+        assert bool(jnp.isnan(log)), (bad, log)
+    assert float(normalize(jnp.zeros((3, 4)))[1]) == -math.inf
+    np.testing.assert_allclose(float(normalize(g)[1]), math.log10(math.sqrt(12.0)), rtol=1e-6)

@@ -207,3 +207,18 @@ def test_spectrum_without_x64_matches_float64():
     assert np.all(np.isfinite(np.asarray(got.density)))
     np.testing.assert_allclose(np.asarray(got.density), np.asarray(ref.density), rtol=1e-12)
     np.testing.assert_allclose(float(got.edge), float(ref.edge), rtol=1e-12)
+
+
+@pytest.mark.parametrize("sw", [1.0, 0.8])
+def test_orthogonal_tanh_at_zero_length_is_a_point_mass(sw):
+    # σ_b² = 0, σ_w² ≤ 1: tanh's q* = 0 (at σ_w² = 1 approached algebraically: the solve stops at
+    # ~1e-17), where φ′(0)² = 1 in every unit (φ′(√q z)² = 1 − O(q)), so J = ∏ W_l with W_l = σ_w·Haar
+    # orthogonal and every squared singular value is σ_w^{2L} (closed form: a point mass).
+    L = 6
+    cfg = NetConfig(depth=L, width=8, activation="tanh", init="orthogonal", sigma_w2=sw, sigma_b2=0.0)
+    s = T.jacobian_spectrum(cfg)
+    assert float(T.q_star("tanh", sw, 0.0)) < 1e-15
+    for f in s:
+        assert bool(jnp.all(jnp.isfinite(jnp.asarray(f)))), s
+    assert_allclose([float(s.atom_mass), float(s.atom_loc), float(s.mean)], [1.0, sw**L, sw**L], rtol=1e-12)
+    assert abs(float(s.var)) < 1e-20 and float(jnp.max(s.density)) == 0.0
