@@ -24,23 +24,28 @@ def _build(arch, act, init, norm, **kw):
 
 
 def test_every_allowed_combination_runs_and_disallowed_raise():
-    """activation × init × norm × arch: shapes and finite outputs (eager, depth 3, width 6)."""
+    """activation × init × norm × arch: shapes and finite outputs (forward eager, depth 3, width 6).
+
+    The parameters are drawn with jit on (each random draw is one cached program per shape; under
+    ``disable_jit`` its cipher rounds run primitive by primitive, 5× slower); the forward pass, a
+    different program for every combination, runs eagerly rather than compiling each.
+    """
     built = refused = 0
-    with jax.disable_jit():
-        for arch, act, init, norm in _combos():
-            try:
-                cfg = _build(arch, act, init, norm)
-            except ValueError as e:
-                assert arch == "rnn" and norm == "batchnorm" and "norm" in str(e)
-                refused += 1
-                continue
-            params = params_of(Network(cfg, rngs=nnx.Rngs(params=jax.random.key(built))))
-            x = jax.random.normal(jax.random.key(99), input_shape(cfg, 4))
+    for arch, act, init, norm in _combos():
+        try:
+            cfg = _build(arch, act, init, norm)
+        except ValueError as e:
+            assert arch == "rnn" and norm == "batchnorm" and "norm" in str(e)
+            refused += 1
+            continue
+        params = params_of(Network(cfg, rngs=nnx.Rngs(params=jax.random.key(built))))
+        x = jax.random.normal(jax.random.key(99), input_shape(cfg, 4))
+        with jax.disable_jit():
             y, taps = forward(cfg, params, x, taps=True)
-            assert y.shape == (4, 2) and y.dtype == jnp.float32
-            assert taps.hidden.shape == taps.preact.shape == (3, 4, 6)
-            assert bool(jnp.all(jnp.isfinite(y))), (arch, act, init, norm)
-            built += 1
+        assert y.shape == (4, 2) and y.dtype == jnp.float32
+        assert taps.hidden.shape == taps.preact.shape == (3, 4, 6)
+        assert bool(jnp.all(jnp.isfinite(y))), (arch, act, init, norm)
+        built += 1
     assert refused == len(ACTIVATIONS) * len(INITIALIZERS)  # rnn + batchnorm only
     assert built == len(ARCHS) * len(ACTIVATIONS) * len(INITIALIZERS) * len(NORMS) - refused
 
