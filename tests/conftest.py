@@ -80,3 +80,20 @@ def _release_compiled_programs():
 
     jax.clear_caches()
     gc.collect()
+
+
+# A worker that runs a long module accumulates compiled programs between the module-end releases
+# above (tests/empirical/test_jacobians.py alone grew one process to 2.1 GB, each test's own need
+# ≤ 0.4 GB). Past this resident size the programs are dropped after the test as well.
+_RELEASE_ABOVE_BYTES = 1_200_000_000
+
+
+@pytest.fixture(autouse=True)
+def _bound_worker_memory():
+    yield
+    rss = _rss_bytes()
+    if rss is not None and rss > _RELEASE_ABOVE_BYTES:
+        import gc
+
+        jax.clear_caches()
+        gc.collect()
