@@ -105,9 +105,9 @@ def _info(args, msg: str) -> None:
 
 
 def _list(args) -> int:
-    from gradjax.experiments import registry
+    from gradjax.experiments import catalog
 
-    names = registry.names()
+    names = catalog.names()
     if args.names:
         for n in names:
             print(n)
@@ -117,10 +117,10 @@ def _list(args) -> int:
         return 0
     width = max(len(n) for n in names)
     for n in names:
-        exp = registry.get(n)
+        exp = catalog.get(n)
         mark = " *" if exp.headline else "  "
         print(f"{n:<{width}}{mark} {exp.summary}")
-    if any(registry.get(n).headline for n in names):
+    if any(catalog.get(n).headline for n in names):
         print("\n* part of `gradjax demo`")
     return 0
 
@@ -135,10 +135,10 @@ def _run_one(args, name: str, size: str, *, plot: bool = True) -> int:
     import jax
 
     from gradjax import io
-    from gradjax.experiments import registry
+    from gradjax.experiments import catalog
     from gradjax.experiments.sweep import run_sweep
 
-    exp = registry.get(name)
+    exp = catalog.get(name)
     args.name, args.size = name, size
     args.seeds_resolved = args.seeds if args.seeds is not None else exp.sizes[size].seeds
     report = run_sweep(exp, size, seeds=args.seeds, root=args.out, dtype=args.dtype, quiet=args.quiet,
@@ -164,9 +164,9 @@ def _run_one(args, name: str, size: str, *, plot: bool = True) -> int:
 
 
 def _run(args) -> int:
-    from gradjax.experiments import registry
+    from gradjax.experiments import catalog
 
-    registry.get(args.name)  # an unknown name is the first thing to report
+    catalog.get(args.name)  # an unknown name is the first thing to report
     _setup_jax(args)
     check_out(args.out)
     return _run_one(args, args.name, args.size, plot=not args.no_plot)
@@ -190,9 +190,9 @@ def _resolve_size(args, name: str | None = None) -> str:
 
 def _plot(args) -> int:
     from gradjax import io
-    from gradjax.experiments import registry
+    from gradjax.experiments import catalog
 
-    exp = registry.get(args.name)
+    exp = catalog.get(args.name)
     size = _resolve_size(args, args.name)
     folder = io.experiment_dir(args.out, size, args.name)
     check_out(folder)
@@ -217,10 +217,10 @@ def _report(args) -> int:
 
 
 def _demo(args) -> int:
-    from gradjax.experiments import registry
+    from gradjax.experiments import catalog
 
     _setup_jax(args)
-    headline = [n for n in registry.names() if registry.get(n).headline]
+    headline = [n for n in catalog.names() if catalog.get(n).headline]
     if not headline:
         raise ValueError("no headline experiment is registered; mark one with Experiment(headline=True)")
     check_out(args.out)

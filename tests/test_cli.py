@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from gradjax import cli, io
-from gradjax.experiments import registry
+from gradjax.experiments import catalog
 from tests.experiments import fixture_experiment as fx
 
 
@@ -17,7 +17,7 @@ def registered(monkeypatch, tmp_path):
     tiny = fx.EXPERIMENT.sizes["tiny"]  # every size tiny: the demo's quick run reuses the compiled programs
     exp = fx.ensure_registered(headline=True, sizes={"tiny": tiny, "quick": tiny, "full": tiny})
     yield exp
-    registry.unregister(exp.name)
+    catalog.unregister(exp.name)
 
 
 def _one_error_line(capsys):
@@ -110,7 +110,7 @@ def test_list_run_plot_report_demo(tmp_path, capsys, registered, monkeypatch):
     # demo: the quick size of headline experiments, then the report. Only the fixture is shown to the
     # demo here (the real experiments' quick sizes take minutes; each runs at tiny size in
     # tests/experiments/test_every_experiment.py).
-    monkeypatch.setattr(registry, "names", lambda: (fx.NAME,))
+    monkeypatch.setattr(catalog, "names", lambda: (fx.NAME,))
     assert cli.main(["demo", "--out", str(out_dir), "--quiet"]) == 0
     assert (out_dir / "quick" / "report.md").exists()
     assert len(io.cell_files(io.cells_dir(out_dir, "quick", fx.NAME))) == 4

@@ -5,8 +5,7 @@ from gradjax.empirical.gradients import fitted_slope as fitted_slope
 from gradjax.empirical.gradients import grad_norms as grad_norms
 from gradjax.empirical.gradients import growth_rate as growth_rate
 from gradjax.empirical.gradients import relative_profile as relative_profile
-from gradjax.empirical.gradients import seed_median as seed_median
-from gradjax.empirical.gradients import seed_quantiles as seed_quantiles
+from gradjax.empirical.gradients import log10_cotangents as log10_cotangents
 from gradjax.empirical.losses import DEFAULT_LOSS as DEFAULT_LOSS
 from gradjax.empirical.losses import LOSSES as LOSSES
 from gradjax.empirical.losses import loss_fn as loss_fn
@@ -14,9 +13,12 @@ from gradjax.empirical.propagate import backward_walk as backward_walk
 from gradjax.empirical.propagate import forward_taps as forward_taps
 from gradjax.empirical.activations import ActivationStats as ActivationStats
 from gradjax.empirical.activations import activation_stats_of as activation_stats_of
+from gradjax.empirical.activations import c_profile_of as c_profile_of
+from gradjax.empirical.activations import q_profile_of as q_profile_of
 from gradjax.empirical.activations import spatial_covariance as spatial_covariance
 from gradjax.empirical.activations import token_similarity as token_similarity
 from gradjax.empirical.jacobians import SpectralQuadrature as SpectralQuadrature
+from gradjax.empirical.jacobians import jacobian_spectrum_of as jacobian_spectrum_of
 from gradjax.empirical.jacobians import log10_singular_values as log10_singular_values
 from gradjax.empirical.model import DEFAULT_LAYERS as DEFAULT_LAYERS
 from gradjax.empirical.model import layer_paths as layer_paths

@@ -12,7 +12,6 @@ import numpy as np
 
 from gradjax._validate import check_int
 from gradjax.config import NetConfig
-from gradjax.nn.ensemble import seed_keys
 from gradjax.nn.stack import input_shape
 
 # Stream id folded into a seed's key to draw its data (inputs, targets). Flax NNX draws parameters
@@ -185,8 +184,3 @@ def block_param_count(cfg: NetConfig) -> int:
 
 def itemsize(cfg: NetConfig) -> int:
     return jnp.dtype(cfg.jnp_dtype).itemsize
-
-
-def keys_of(seeds) -> jax.Array:
-    """``seeds`` (int S, list of ints or key array) → typed keys (S,), as in ``gradjax.nn.seed_keys``."""
-    return seed_keys(seeds)

@@ -19,10 +19,11 @@ import jax.numpy as jnp
 
 from gradjax._validate import check_int, check_real
 from gradjax.config import NetConfig
-from gradjax.empirical._seeds import (block_param_count, data_key, default_inputs, itemsize, keys_of, map_seeds, normal_draw,
+from gradjax.empirical._seeds import (block_param_count, data_key, default_inputs, itemsize, map_seeds, normal_draw,
                                       per_seed_inputs)
 from gradjax.empirical.propagate import forward_taps
-from gradjax.nn.activations import RECTIFIERS, SATURATING, get_activation
+from gradjax.nn.activations import RECTIFIERS, SATURATING, block_activation
+from gradjax.nn.ensemble import seed_keys
 from gradjax.nn.stack import init_params, input_shape
 
 DEFAULT_BATCH = 64  # examples (or input pairs for c_profile) per seed
@@ -48,13 +49,11 @@ class ActivationStats(NamedTuple):
     dead: jax.Array
 
 
-def _phi(cfg: NetConfig, params: dict):
-    if cfg.activation == "prelu":
-        slope = params["blocks"]["slope"]
-        if cfg.arch != "rnn":  # one slope per block: broadcast over (L, B, N)
-            return lambda x: jnp.where(x >= 0, x, slope[:, None, None] * x)
-        return lambda x: jnp.where(x >= 0, x, slope * x)
-    return get_activation(cfg.activation, slope=cfg.leaky_slope)
+def _phi_per_layer(cfg: NetConfig, params: dict):
+    """``pre`` (L, B, N) ↦ φ of every block applied to its own pre-activations."""
+    if cfg.arch == "rnn":  # one block shared over time
+        return block_activation(cfg, params["blocks"])
+    return lambda pre: jax.vmap(lambda p, x: block_activation(cfg, p)(x))(params["blocks"], pre)
 
 
 def activation_stats_of(cfg: NetConfig, params: dict, x: jax.Array) -> ActivationStats:
@@ -62,7 +61,7 @@ def activation_stats_of(cfg: NetConfig, params: dict, x: jax.Array) -> Activatio
     if cfg.arch == "transformer" and not cfg.mlp:
         raise ValueError("activation_stats needs an activation: arch='transformer' with mlp=True, got mlp=False")
     pre = forward_taps(cfg, params, x).preact  # (L, B, N)
-    phi = _phi(cfg, params)
+    phi = _phi_per_layer(cfg, params)
     a, dphi = jax.jvp(phi, (pre,), (jnp.ones_like(pre),))  # elementwise φ and φ'
     nan = jnp.full((cfg.depth,), jnp.nan, pre.dtype)
     sat = jnp.mean(jnp.abs(dphi) < SATURATION_THRESHOLD, axis=(1, 2)).astype(pre.dtype) if cfg.activation in SATURATING else nan
@@ -70,12 +69,12 @@ def activation_stats_of(cfg: NetConfig, params: dict, x: jax.Array) -> Activatio
     return ActivationStats(jnp.mean(a, axis=(1, 2)), jnp.std(a, axis=(1, 2)), sat, dead)
 
 
-def q_of(cfg: NetConfig, params: dict, x: jax.Array) -> jax.Array:
+def q_profile_of(cfg: NetConfig, params: dict, x: jax.Array) -> jax.Array:
     """(L,) q_l = mean over batch and units of h_l² for l = 1..L (one network)."""
     return jnp.mean(jnp.square(forward_taps(cfg, params, x).hidden), axis=(1, 2))
 
 
-def c_of(cfg: NetConfig, params: dict, x1: jax.Array, x2: jax.Array) -> jax.Array:
+def c_profile_of(cfg: NetConfig, params: dict, x1: jax.Array, x2: jax.Array) -> jax.Array:
     """(L,) c_l = ⟨h¹_l, h²_l⟩ / √(⟨h¹_l, h¹_l⟩⟨h²_l, h²_l⟩) per pair, averaged over the P pairs (one network).
 
     ``x1``, ``x2``: (P, …) paired inputs run in ONE batch of 2P (so batchnorm sees both).
@@ -157,7 +156,7 @@ def token_similarity(cfg: NetConfig, seeds=8, inputs=None, *, batch: int = 4, ma
 
 
 # Per-network reductions of one forward pass, by name (the ``what`` of _forward_stats).
-_PER_NETWORK = {"q": q_of, "stats": activation_stats_of, "spatial": spatial_covariance_of, "tokens": token_similarity_of}
+_PER_NETWORK = {"q": q_profile_of, "stats": activation_stats_of, "spatial": spatial_covariance_of, "tokens": token_similarity_of}
 
 
 def correlated_inputs(cfg: NetConfig, key: jax.Array, pairs: int, c0: float):
@@ -178,7 +177,7 @@ def _stats_one(key, x, *, cfg, batch, what):
 def _c_one(key, *, cfg, pairs, c0):
     params = init_params(cfg, key)
     x1, x2 = correlated_inputs(cfg, jax.random.fold_in(data_key(key), 3), pairs, c0)
-    return c_of(cfg, params, x1, x2)
+    return c_profile_of(cfg, params, x1, x2)
 
 
 def _per_seed_bytes(cfg: NetConfig, b: int) -> int:
@@ -213,7 +212,7 @@ def _forward_stats(cfg: NetConfig, seeds, inputs, what: str, *, batch, max_bytes
     """One forward pass per seed (chunked over seeds), reduced to ``what`` (a key of ``_PER_NETWORK``);
     ``extra_bytes`` per example for what the reduction keeps."""
     check_int("batch", batch)
-    keys = keys_of(seeds)
+    keys = seed_keys(seeds)
     x, ax = per_seed_inputs(cfg, inputs, keys.shape[0])
     b = batch if x is None else x.shape[1 if ax == 0 else 0]
     return map_seeds(_stats_one, (("cfg", cfg), ("batch", b), ("what", what)), keys, (x,), (ax,),
@@ -234,6 +233,6 @@ def c_profile(cfg: NetConfig, seeds=8, c0: float = 0.5, *, pairs: int = DEFAULT_
     """
     check_real("c0", c0, minimum=-1.0, maximum=1.0)
     check_int("pairs", pairs)
-    keys = keys_of(seeds)
+    keys = seed_keys(seeds)
     return map_seeds(_c_one, (("cfg", cfg), ("pairs", pairs), ("c0", float(c0))), keys, (), (),
                      per_seed_bytes=_per_seed_bytes(cfg, 2 * pairs), max_bytes=max_bytes, seed_batch=seed_batch)

@@ -27,10 +27,11 @@ import jax.numpy as jnp
 
 from gradjax._validate import check_int
 from gradjax.config import DEFAULT_BATCH, NetConfig
-from gradjax.empirical._seeds import (block_param_count, data_key, default_inputs, itemsize, keys_of, map_seeds, normal_draw,
+from gradjax.empirical._seeds import (block_param_count, data_key, default_inputs, itemsize, map_seeds, normal_draw,
                                       per_seed_inputs)
 from gradjax.empirical.losses import DEFAULT_LOSS, loss_fn
 from gradjax.empirical.propagate import backward_walk, forward_taps, loss_cotangent
+from gradjax.nn.ensemble import seed_keys
 from gradjax.nn.stack import init_params
 
 
@@ -93,6 +94,27 @@ def grad_norms(cfg: NetConfig, params: dict, x: jax.Array, targets: jax.Array, l
     return GradNorms(walk.log_out, walk.log_params["kernel"], walk.log_params["bias"], walk.log_params, walk.log0, value)
 
 
+def log10_cotangents(cfg: NetConfig, params: dict, x: jax.Array, targets: jax.Array, loss=DEFAULT_LOSS) -> jax.Array:
+    """log10 |∂loss/∂h_l| of every example and unit, l = 1..L, of ONE network (no seed axis).
+
+    The per-element form of :func:`grad_norms` (the same backward walk, kept at every layer): its
+    magnitudes are finite at any depth, −inf where a cotangent is exactly 0 (e.g. relu units off).
+
+    Args: as :func:`grad_norms`.
+
+    Returns:
+      (L, B, N) log10 units; entry l−1 for h_l.
+    """
+    fwd = forward_taps(cfg, params, x)
+    _, g_L = loss_cotangent(cfg, params, fwd.hidden[-1], targets, loss_fn(loss))
+    walk = backward_walk(cfg, params, fwd, g_L, keep=True)
+    # unit_in[l] is the unit cotangent at h_l (l = 0..L−1) with log10 scale log_in[l]; δ_L is g_L itself.
+    unit = jnp.concatenate([walk.unit_in[1:], g_L[None]], axis=0)
+    scale = jnp.concatenate([walk.log_in[1:], jnp.zeros((1,), unit.dtype)])
+    nonzero = unit != 0
+    return jnp.where(nonzero, jnp.log10(jnp.where(nonzero, jnp.abs(unit), 1.0)) + scale[:, None, None], -jnp.inf)
+
+
 def default_targets(cfg: NetConfig, key: jax.Array, batch: int, loss) -> jax.Array:
     """Targets drawn from the seed's data key: integer labels uniform in [0, out_dim) for "xent",
     unit Gaussian (B, out_dim) otherwise (projection, mse and callables)."""
@@ -136,7 +158,7 @@ def gradient_profile(cfg: NetConfig, seeds=8, inputs=None, targets=None, loss=DE
       ``.relative()`` (S, L) log10 ‖δ_l‖/‖δ_L‖.
     """
     check_int("batch", batch)
-    keys = keys_of(seeds)
+    keys = seed_keys(seeds)
     n = keys.shape[0]
     x, x_axis = per_seed_inputs(cfg, inputs, n)
     # Targets carry a seed axis exactly when the inputs do (per-seed targets need per-seed inputs).
@@ -154,17 +176,7 @@ def gradient_profile(cfg: NetConfig, seeds=8, inputs=None, targets=None, loss=DE
                      per_seed_bytes=per_seed, max_bytes=max_bytes, seed_batch=seed_batch)
 
 
-# ---- summaries across seeds ----------------------------------------------------------------------
-
-def seed_median(values: jax.Array) -> jax.Array:
-    """Median across seeds: (S, …) → (…)."""
-    return jnp.median(values, axis=0)
-
-
-def seed_quantiles(values: jax.Array, q=(0.1, 0.5, 0.9)) -> jax.Array:
-    """Quantiles across seeds: (S, …) → (len(q), …)."""
-    return jnp.quantile(values, jnp.asarray(q, dtype=values.dtype), axis=0)
-
+# ---- fits along depth ----------------------------------------------------------------------------
 
 def fitted_slope(values: jax.Array, *, start: int = 0, stop: int | None = None) -> jax.Array:
     """Least-squares slope of ``values`` against the layer index, fitted over layers [start, stop).

@@ -39,12 +39,13 @@ from jax.flatten_util import ravel_pytree
 
 from gradjax._validate import check_int
 from gradjax.config import NetConfig
-from gradjax.empirical._seeds import data_key, default_inputs, itemsize, keys_of, map_seeds, per_seed_inputs
+from gradjax.empirical._seeds import data_key, default_inputs, itemsize, map_seeds, per_seed_inputs
 from gradjax.empirical.gradients import default_targets
 from gradjax.empirical.lanczos import gauss_quadrature, lanczos_tridiagonal, orthogonal_probes, smoothed_density
 from gradjax.empirical.losses import DEFAULT_LOSS, loss_fn
 from gradjax.empirical.model import (DEFAULT_LAYERS, _leaf, _seed_split, model_targets, path_label, plan_taps,
                                      pure_apply)
+from gradjax.nn.ensemble import seed_keys
 from gradjax.nn.stack import forward, init_params
 
 # Lanczos steps per probe: 32 nodes resolve the bulk and converge the top eigenvalues of the
@@ -232,7 +233,7 @@ def hessian_spectrum(net, seeds=8, inputs=None, targets=None, loss=DEFAULT_LOSS,
         check_int(name, v)
     if isinstance(loss, str):
         loss_fn(loss)
-    keys = keys_of(seeds)
+    keys = seed_keys(seeds)
     static = (("loss", loss), ("k", k), ("probes", probes), ("trace_probes", trace_probes), ("top", top))
     if isinstance(net, NetConfig):
         x, ax = per_seed_inputs(net, inputs, keys.shape[0])

@@ -38,9 +38,10 @@ import numpy as np
 
 from gradjax._validate import check_choice, check_int
 from gradjax.config import DTYPES, NetConfig
-from gradjax.empirical._seeds import block_param_count, data_key, default_inputs, itemsize, keys_of, map_seeds, per_seed_inputs
+from gradjax.empirical._seeds import block_param_count, data_key, default_inputs, itemsize, map_seeds, per_seed_inputs
 from gradjax.empirical.lanczos import gauss_quadrature, lanczos_tridiagonal, smoothed_density, unit_probe
 from gradjax.empirical.propagate import apply_block, backward_walk, block_params, forward_taps, normalize
+from gradjax.nn.ensemble import seed_keys
 from gradjax.nn.init import IID
 from gradjax.nn.regenerate import BlockKeys
 from gradjax.nn.stack import block_keys, init_params
@@ -271,23 +272,52 @@ def _starts(layers) -> jax.Array:
     return jnp.asarray([0] if isinstance(layers, str) else layers)
 
 
-def _spectrum_one(key, x, *, cfg, run_cfg, layers, method, batch, k, weights, tile):
-    params, fwd = _seed_network(key, x, cfg, run_cfg, batch, weights, tile)
-    n, b = run_cfg.state_size, fwd.h0.shape[0]
+def _spectrum_of_taps(cfg: NetConfig, params: dict, fwd, layers, method: str, k: int, key, weights: str = "stored"):
+    n, b = cfg.state_size, fwd.h0.shape[0]
     if method == "lanczos":
-        lkey = jax.random.fold_in(data_key(key), 2)
-        return jax.lax.map(lambda st: _lanczos_top(run_cfg, params, fwd, st, lkey, k), _starts(layers))
-    cot = basis_cotangent(n, b, run_cfg.jnp_dtype)
+        return jax.lax.map(lambda st: _lanczos_top(cfg, params, fwd, st, key, k), _starts(layers))
+    cot = basis_cotangent(n, b, cfg.jnp_dtype)
     if isinstance(layers, str):  # "end": only ∂h_L/∂h_0
-        walk = backward_walk(run_cfg, params, fwd, cot, basis_ndim=1)
+        walk = backward_walk(cfg, params, fwd, cot, basis_ndim=1)
         return log10_singular_values(walk.u0[:, 0, :], walk.log0, method)[None]
     idx = jnp.asarray(layers)
     if weights != "stored":  # O(N²) memory: each layer's spectrum taken inside the sweep, not L matrices kept
-        walk = backward_walk(run_cfg, params, fwd, cot, basis_ndim=1, keep=lambda u: unit_spectrum(u[:, 0, :], method))
+        walk = backward_walk(cfg, params, fwd, cot, basis_ndim=1, keep=lambda u: unit_spectrum(u[:, 0, :], method))
         return scale_spectrum(walk.unit_in[idx], walk.log_in[idx], method)
-    walk = backward_walk(run_cfg, params, fwd, cot, basis_ndim=1, keep=lambda u: u[:, 0, :])
+    walk = backward_walk(cfg, params, fwd, cot, basis_ndim=1, keep=lambda u: u[:, 0, :])
     # Entry l of unit_in is the cotangent at h_l (leaving block l+1 backwards): rows of ∂h_L/∂h_l.
     return scale_spectrum(unit_spectrum(walk.unit_in[idx], method), walk.log_in[idx], method)
+
+
+def jacobian_spectrum_of(cfg: NetConfig, params: dict, x: jax.Array, layers="all", method: str = "gram", *,
+                         k: int = DEFAULT_LANCZOS_K, key: jax.Array | None = None) -> jax.Array:
+    """log10 singular values of ∂h_L/∂h_l of ONE network (no seed axis), for example 0 of ``x``.
+
+    The per-network form of :func:`jacobian_spectrum` (stored weights): same layers, methods and units.
+
+    Args:
+      cfg: the network. params: its parameters (``gradjax.nn.init_params``), no seed axis.
+      x: (B, …) inputs; only example 0 matters except with batchnorm.
+      layers, method, k: as in :func:`jacobian_spectrum`.
+      key: the random start of "lanczos" (required there, unused otherwise).
+
+    Returns:
+      (n_layers, D) log10 σ descending, or (n_layers, k) for "lanczos".
+    """
+    check_choice("method", method, METHODS)
+    idx = layer_indices(cfg, layers)
+    idx = idx if isinstance(idx, str) else tuple(int(i) for i in idx)
+    if method == "lanczos" and key is None:
+        raise ValueError("method='lanczos' needs key=, the random start vector's key; got key=None")
+    x = jnp.asarray(x, cfg.jnp_dtype)
+    if cfg.norm != "batchnorm":
+        x = x[:1]  # examples do not interact: example 0 alone has the same Jacobian
+    return _spectrum_of_taps(cfg, params, forward_taps(cfg, params, x), idx, method, min(k, cfg.state_size), key)
+
+
+def _spectrum_one(key, x, *, cfg, run_cfg, layers, method, batch, k, weights, tile):
+    params, fwd = _seed_network(key, x, cfg, run_cfg, batch, weights, tile)
+    return _spectrum_of_taps(run_cfg, params, fwd, layers, method, k, jax.random.fold_in(data_key(key), 2), weights)
 
 
 def _quadrature_one(key, x, *, cfg, run_cfg, layers, batch, k, probes, weights, tile):
@@ -329,7 +359,7 @@ def _prepare(cfg: NetConfig, seeds, inputs, layers, dtype, batch, k):
     if dtype is not None:
         check_choice("dtype", dtype, DTYPES)
         run_cfg = cfg.with_(dtype=dtype)
-    keys = keys_of(seeds)
+    keys = seed_keys(seeds)
     x, x_axis = per_seed_inputs(cfg, inputs, keys.shape[0])
     if batch is None:
         batch = BATCHNORM_DEFAULT_BATCH if cfg.norm == "batchnorm" else 1

@@ -45,7 +45,7 @@ from flax import nnx
 
 from gradjax._validate import check_choice, check_int, check_real
 from gradjax.config import DTYPES, NetConfig
-from gradjax.empirical._seeds import data_key, keys_of, map_seeds, normal_draw
+from gradjax.empirical._seeds import data_key, map_seeds, normal_draw
 from gradjax.empirical.activations import SATURATION_THRESHOLD, ActivationStats
 from gradjax.empirical.gradients import GradNorms
 from gradjax.empirical.jacobians import (DEFAULT_LANCZOS_K, DEFAULT_SLQ_PROBES, METHODS, SpectralQuadrature,
@@ -54,6 +54,7 @@ from gradjax.empirical.lanczos import gauss_quadrature, lanczos_tridiagonal, uni
 from gradjax.empirical.losses import DEFAULT_LOSS, loss_fn
 from gradjax.empirical.propagate import log10_norm, normalize
 from gradjax.nn.activations import RECTIFIERS, SATURATING, get_activation
+from gradjax.nn.ensemble import seed_keys
 
 #: Modules whose outputs are the states h_l by default.
 DEFAULT_LAYERS = (nnx.Linear, nnx.Conv)
@@ -458,7 +459,7 @@ def _prepare(make_model, seeds, inputs, layers):
         raise ValueError("inputs is required for a model factory: one batch (B, …) shared by all seeds")
     x = jnp.asarray(inputs)
     plan = plan_taps(make_model, x, layers)
-    return keys_of(seeds), x, plan
+    return seed_keys(seeds), x, plan
 
 
 def _per_seed_bytes(plan: TapPlan, x, factor: int = 4) -> int:

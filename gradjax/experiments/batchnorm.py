@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import json
 
+import jax.numpy as jnp
 import numpy as np
 
 import gradjax.empirical
 import gradjax.theory
 from gradjax.config import NetConfig
 from gradjax.experiments import figures
-from gradjax.experiments.registry import AgreementRow, Experiment, Grid, register
+from gradjax.experiments.registry import AgreementRow, Experiment, Grid
 from gradjax.experiments.sweep import per_device
 
 NAME = "batchnorm"
@@ -49,9 +50,7 @@ def _fit_window(depth: int) -> tuple[int, int]:
 def _rate(log_norms: np.ndarray, depth: int) -> np.ndarray:
     """−(least-squares slope of log10‖δ_l‖ against l) over the fit window: (…, L) → (…)."""
     start, stop = _fit_window(depth)
-    v = np.asarray(log_norms, dtype=float)[..., start:stop]
-    lc = np.arange(v.shape[-1]) - (v.shape[-1] - 1) / 2
-    return -np.sum((v - v.mean(axis=-1, keepdims=True)) * lc, axis=-1) / np.sum(lc * lc)
+    return np.asarray(gradjax.empirical.growth_rate(jnp.asarray(log_norms), start=start, stop=stop), dtype=float)
 
 
 def theory(cell):
@@ -113,7 +112,7 @@ def _grid(acts, norms, seeds, **params):
     return Grid(axes={"activation": acts, "norm": norms}, seeds=seeds, params=params)
 
 
-EXPERIMENT = register(Experiment(
+EXPERIMENT = Experiment(
     name=NAME,
     description=(
         "Gradient explosion with batch normalization at initialization vs the theory rate λ_B; layernorm "
@@ -131,4 +130,4 @@ EXPERIMENT = register(Experiment(
                       batch=128),
     },
     theory=theory, measure=measure, plot=plot, agreement=agreement, bytes_per_seed=bytes_per_seed,
-))
+)

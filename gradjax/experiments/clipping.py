@@ -38,7 +38,7 @@ import gradjax.theory
 import gradjax.train
 from gradjax.config import NetConfig
 from gradjax.experiments import figures
-from gradjax.experiments.registry import AgreementRow, Experiment, Grid, register
+from gradjax.experiments.registry import AgreementRow, Experiment, Grid
 from gradjax.experiments.sweep import per_device
 from gradjax.nn.ensemble import ensemble_params
 
@@ -113,11 +113,6 @@ def _train(keys, *, cfg, tc, seq_len, n_train):
             np.asarray(hist.diverged_at))
 
 
-def _row_steps(tc) -> np.ndarray:
-    """(T_rows,) updates done at each history row (as ``gradjax.train.History.step``)."""
-    return np.minimum(np.arange(1, -(-tc.steps // tc.log_every) + 1) * tc.log_every, tc.steps)
-
-
 def measure(cell, keys):
     cfg, tc = _config(cell), _train_config(cell)
     data_kw = {"seq_len": cell["seq_len"], "n_train": cell["n_train"]}
@@ -126,7 +121,7 @@ def measure(cell, keys):
     # it cannot run inside per_device's shard_map; called directly, its jitted chunks follow the keys'
     # sharding over the seed mesh, so every device trains its own seeds.
     loss, test_loss, gnorm, frac, div_at = _train(keys, cfg=cfg, tc=tc, **data_kw)
-    step_c = {"step": _row_steps(tc)}
+    step_c = {"step": np.asarray(tc.row_steps)}
     row = lambda a, what, **attrs: xr.DataArray(np.asarray(a), dims=("seed", "step"), coords=step_c,  # noqa: E731
                                                 attrs={"what": what, **attrs})
     div_at = np.asarray(div_at)
@@ -159,9 +154,7 @@ def _rates(results) -> np.ndarray:
     """(S,) measured growth per step of the initial profile (the same for every cell; first one used)."""
     prof = results.init_grad_norm.isel(clip_norm=0).transpose("seed", "layer").values
     start, stop = _fit_window(prof.shape[-1])
-    v = prof[:, start:stop]
-    t = np.arange(v.shape[-1]) - (v.shape[-1] - 1) / 2
-    return -np.sum((v - v.mean(axis=-1, keepdims=True)) * t, axis=-1) / np.sum(t * t)
+    return np.asarray(gradjax.empirical.growth_rate(jnp.asarray(prof), start=start, stop=stop), dtype=float)
 
 
 def plot(results, out_dir):
@@ -243,7 +236,7 @@ def _grid(clips, seeds, **params):
                 params={"sigma_w2": 9.0, "sigma_b2": 0.0, "learning_rate": 0.2, **params})
 
 
-EXPERIMENT = register(Experiment(
+EXPERIMENT = Experiment(
     name=NAME,
     description=(
         "Exploding RNN (tanh, σ_w² = 9) on the adding problem, trained with and without clip_by_global_norm: "
@@ -263,4 +256,4 @@ EXPERIMENT = register(Experiment(
                       n_train=4096, steps=2000, log_every=50),
     },
     theory=theory, measure=measure, plot=plot, agreement=agreement, headline=False,
-))
+)

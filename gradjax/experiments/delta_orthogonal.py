@@ -34,7 +34,7 @@ import gradjax.empirical
 import gradjax.theory
 from gradjax.config import NetConfig
 from gradjax.experiments import figures
-from gradjax.experiments.registry import AgreementRow, Experiment, Grid, register
+from gradjax.experiments.registry import AgreementRow, Experiment, Grid
 from gradjax.experiments.sweep import per_device
 from gradjax.train.data import load_digits
 
@@ -65,7 +65,7 @@ def theory(cell):
                                {"units": "layers", "what": "ξ_p of the correlations, modes in row-major FFT order"}),
     }
     if cell["init"] == "delta_orthogonal":
-        spec = gradjax.theory.jacobian_spectrum(cfg)
+        spec = gradjax.theory.jacobian_density(cfg)
         out["log10_sv2_mean_theory"] = ((), float(np.log10(spec.mean)), {"units": "log10", "what": "log10 E σ²"})
     else:
         out["log10_sv2_mean_theory"] = ((), np.nan, {"note": "gaussian cnn spectrum not modelled"})
@@ -150,7 +150,7 @@ def _grid(depths, seeds, **params):
     return Grid(axes={"init": ("gaussian", "delta_orthogonal"), "depth": depths}, seeds=seeds, params=params)
 
 
-EXPERIMENT = register(Experiment(
+EXPERIMENT = Experiment(
     name="delta-orthogonal",
     description=(
         "Vanilla tanh CNNs at criticality (σ_b²=0.05) on the digits images at initialization: gradient profiles "
@@ -166,4 +166,4 @@ EXPERIMENT = register(Experiment(
     theory=theory, measure=measure, plot=plot, agreement=agreement,
     bytes_per_seed=lambda cell: 8 * cell["depth"] * (9 * cell["width"] ** 2 + 4 * cell["batch"] * 64 * cell["width"]),
     headline=False,
-))
+)

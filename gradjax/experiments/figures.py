@@ -205,17 +205,6 @@ def profile_figure(results, measured: str, *, theory: str | None = None, x: str 
     return fig
 
 
-def heatmap(ax, values, *, x: str, y: str, cmap: str = "viridis", label: str | None = None, **kw):
-    """A 2-D map of ``values`` (DataArray with dims ``y``, ``x``) with a colour bar."""
-    da = values.transpose(y, x)
-    mesh = ax.pcolormesh(np.asarray(da[x].values, dtype=float), np.asarray(da[y].values, dtype=float),
-                         np.asarray(da.values, dtype=float), cmap=cmap, shading="nearest", **kw)
-    ax.figure.colorbar(mesh, ax=ax, label=label)
-    ax.set_xlabel(coord_label(x))
-    ax.set_ylabel(coord_label(y))
-    return mesh
-
-
 def save(fig: Figure, out_dir, name: str, *, formats: Sequence[str] = ("png",)) -> Path:
     """Saves ``fig`` as ``<out_dir>/<name>.<format>`` (first format returned) and frees it."""
     out_dir = Path(out_dir)

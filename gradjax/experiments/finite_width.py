@@ -49,7 +49,7 @@ import gradjax.empirical
 import gradjax.theory
 from gradjax.config import NetConfig
 from gradjax.experiments import figures
-from gradjax.experiments.registry import AgreementRow, Experiment, Grid, register
+from gradjax.experiments.registry import AgreementRow, Experiment, Grid
 from gradjax.experiments.sweep import per_device
 
 #: The networks: NetConfig fields of each (σ_b² = 0 unless given).
@@ -199,7 +199,7 @@ def _grid(nets, widths, batches, seeds, depth):
     return Grid(axes={"net": nets, "width": widths, "batch": batches}, seeds=seeds, params={"depth": depth})
 
 
-EXPERIMENT = register(Experiment(
+EXPERIMENT = Experiment(
     name="finite-width",
     description=(
         "Spread (std across seeds) and drift of log10 gradient norms vs depth, width and batch: measured against "
@@ -219,4 +219,4 @@ EXPERIMENT = register(Experiment(
     },
     theory=theory, measure=measure, plot=plot, agreement=agreement,
     bytes_per_seed=lambda cell: 8 * cell["depth"] * (cell["width"] ** 2 + 4 * cell["batch"] * cell["width"]),
-))
+)

@@ -24,7 +24,7 @@ Measured across seeds (``gradjax.empirical``), theory beside it (``gradjax.theor
    finite-width drift at the cell's width (``gradjax.theory.gradient_profile``'s defaults).
 2. **End-to-end Jacobian spectrum**: log10 singular values of ∂h_L/∂h_0 (``layers="end"``, exact SVD),
    pooled over seeds, against the free-probability density of Pennington et al. 2017/2018
-   (``gradjax.theory.jacobian_spectrum``). That density assumes every layer sits at one q; it is
+   (``gradjax.theory.jacobian_density``). That density assumes every layer sits at one q; it is
    evaluated at the geometric mean of the layers' q along the mean-field trajectory from q₀ = 1 (= q*
    once the trajectory has converged; tanh at σ_w² ≤ 1 drifts to q* = 0 only like 1/l, so there the
    line is an approximation). relu's Jacobian is singular (φ′ = 0 on half the units): its atom at 0
@@ -67,13 +67,10 @@ import gradjax.empirical
 import gradjax.theory
 import gradjax.train
 from gradjax.config import NetConfig
-from gradjax.empirical.propagate import backward_walk, forward_taps, loss_cotangent
-from gradjax.empirical.losses import loss_fn
 from gradjax.experiments import figures
-from gradjax.experiments.registry import AgreementRow, Experiment, Grid, register
+from gradjax.experiments.registry import AgreementRow, Experiment, Grid
 from gradjax.experiments.sweep import per_device
-from gradjax.nn.activations import get_activation
-from gradjax.nn.stack import init_params
+from gradjax.nn import forward, get_activation, init_params
 
 SCHEMES = ("small", "large", "xavier", "he", "orthogonal", "lecun")
 SMALL_SIGMA_W2, LARGE_SIGMA_W2 = 0.5, 4.0  # "small" and "large" Gaussian scales (σ_w²)
@@ -114,15 +111,15 @@ def stage_layers(depth: int) -> np.ndarray:
 
 def _effective_q(cfg: NetConfig) -> float:
     """Geometric mean of q_0 = 1, q_1..q_{L−1} (the D's of ∂h_L/∂h_0) along the mean-field trajectory."""
-    q = np.concatenate([[1.0], np.asarray(gradjax.theory.q_profile(cfg, 1.0))[:-1]])
+    q = np.concatenate([[1.0], np.asarray(gradjax.theory.q_profile(cfg, q0=1.0))[:-1]])
     return float(np.exp(np.mean(np.log(np.maximum(q, 1e-300)))))
 
 
 def theory(cell):
     cfg = config_of(cell)
     q = _effective_q(cfg)
-    # jacobian_spectrum solves the density in float64 itself (scoped) when 64-bit JAX is off.
-    spec = jax.tree.map(np.asarray, gradjax.theory.jacobian_spectrum(cfg, q0=q, points=SPECTRUM_POINTS))
+    # jacobian_density solves the density in float64 itself (scoped) when 64-bit JAX is off.
+    spec = jax.tree.map(np.asarray, gradjax.theory.jacobian_density(cfg, q0=q, points=SPECTRUM_POINTS))
     # E σ² of ∂h_L/∂h_0 = ∏ f_l along the actual q-trajectory (mean field), not at the one q of the density
     log10_mean = float(np.sum(np.log10(np.asarray(gradjax.theory.block_factors(cfg)))))
     pt = {"dims": ("point",), "coords": {"point": np.arange(SPECTRUM_POINTS)}}
@@ -161,22 +158,18 @@ def _counts(values, lo, hi, weights=None):
 
 def _histograms_one(params, x, labels, *, cfg, layers):
     """(stages, bins) counts of φ(h_l) and of log10|δ_l|/rms(δ_L) for the chosen layers (one network)."""
-    phi = get_activation(cfg.activation)
-    fwd = forward_taps(cfg, params, x)
-    _, g_L = loss_cotangent(cfg, params, fwd.hidden[-1], labels, loss_fn("xent"))
-    walk = backward_walk(cfg, params, fwd, g_L, keep=True)
-    # unit_in[l] is the unit cotangent at h_l (l = 0..L−1), log_in its log10 norm; δ_L is g_L itself.
-    unit = jnp.concatenate([walk.unit_in[1:], g_L[None]], axis=0)  # (L, B, N): direction of δ at h_1..h_L
+    phi = get_activation(cfg.activation, slope=cfg.leaky_slope)
+    hidden = forward(cfg, params, x, taps=True)[1].hidden
+    log_delta = gradjax.empirical.log10_cotangents(cfg, params, x, labels, "xent")  # (L, B, N)
     # Exact zeros (relu units that are off: φ′ = 0) are not counted: log10 0 has no bin.
-    nonzero = unit != 0
-    log_delta = jnp.log10(jnp.where(nonzero, jnp.abs(unit), 1.0)) + jnp.concatenate([walk.log_in[1:], jnp.zeros((1,), unit.dtype)])[:, None, None]
-    log_rms_top = 0.5 * jnp.log10(jnp.mean(jnp.square(g_L)))
+    nonzero = jnp.isfinite(log_delta)
+    log_rms_top = 0.5 * jnp.log10(jnp.mean(10.0 ** (2.0 * log_delta[-1])))
     idx = jnp.asarray(np.asarray(layers) - 1)
-    act = phi(fwd.hidden[idx])  # φ(h_l): the activations layer l hands on
+    act = phi(hidden[idx])  # φ(h_l): the activations layer l hands on
     a_lo, a_hi = ACT_RANGE[cfg.activation]
     act_h = jax.vmap(lambda v: _counts(v, a_lo, a_hi))(act)
-    grad_h = jax.vmap(lambda v, w: _counts(v, *GRAD_RANGE, weights=w))(log_delta[idx] - log_rms_top,
-                                                                        nonzero[idx].astype(unit.dtype))
+    grad_h = jax.vmap(lambda v, w: _counts(v, *GRAD_RANGE, weights=w))(
+        jnp.where(nonzero[idx], log_delta[idx] - log_rms_top, 0.0), nonzero[idx].astype(hidden.dtype))
     return act_h, grad_h
 
 
@@ -420,7 +413,7 @@ def _grid(activations, schemes, depths, seeds, **params):
                 params={"depths": list(depths), "schemes": list(schemes), **params})
 
 
-EXPERIMENT = register(Experiment(
+EXPERIMENT = Experiment(
     name="init-schemes",
     description=(
         "Small (σ_w²=0.5), large (σ_w²=4), Xavier, He, orthogonal and LeCun init for tanh and relu: gradient-norm "
@@ -446,4 +439,4 @@ EXPERIMENT = register(Experiment(
     bytes_per_seed=lambda cell: 8 * cell["depth"] * (cell["width"] ** 2 + 4 * max(cell["batch"], HIST_EXAMPLES)
                                                      * cell["width"]),
     headline=True,
-))
+)

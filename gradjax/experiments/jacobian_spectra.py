@@ -4,7 +4,7 @@ For linear, tanh and relu MLPs with Gaussian or scaled-orthogonal weights, each 
 χ₁ = 1 (linear: σ_w² = 1; relu: σ_w² = 2, σ_b² = 0; tanh: σ_b² = ``tanh_sigma_b2`` and σ_w² on the
 critical line, where q* is small), the eigenvalues λ of JJᵀ, J = ∂h_L/∂h_0, are measured at depths
 L = 2 … 128 and compared with the free-probability density of Pennington, Schoenholz & Ganguli
-(``gradjax.theory.jacobian_spectrum``). The claim of the field: only orthogonal weights with a
+(``gradjax.theory.jacobian_density``). The claim of the field: only orthogonal weights with a
 nonlinearity that is linear near the origin (tanh at small q*) keep the spectrum concentrated around
 λ = 1 as depth grows (dynamical isometry); Gaussian weights — and relu with any weights — spread it
 over many decades, the variance growing linearly in L.
@@ -36,7 +36,7 @@ import gradjax.empirical
 import gradjax.theory
 from gradjax.config import NetConfig
 from gradjax.experiments import figures
-from gradjax.experiments.registry import AgreementRow, Experiment, Grid, register
+from gradjax.experiments.registry import AgreementRow, Experiment, Grid
 from gradjax.experiments.sweep import per_device
 
 NAME = "jacobian-spectra"
@@ -74,7 +74,7 @@ def theory(cell):
     grids, dens, means, vars_, atoms, locs = [], [], [], [], [], []
     with jax.enable_x64(True):  # the density solve needs float64 (edge search, Newton in the complex plane)
         for d in depths:
-            s = gradjax.theory.jacobian_spectrum(_config(cell, d).with_(dtype="float64"), q0=q, points=_POINTS)
+            s = gradjax.theory.jacobian_density(_config(cell, d).with_(dtype="float64"), q0=q, points=_POINTS)
             grids.append(np.asarray(s.grid))
             dens.append(np.asarray(s.density))
             means.append(float(s.mean))
@@ -231,7 +231,7 @@ def _grid(acts, inits, depths, seeds, width):
                 params={"depths": tuple(depths), "width": width, "tanh_sigma_b2": 1e-3})
 
 
-EXPERIMENT = register(Experiment(
+EXPERIMENT = Experiment(
     name=NAME,
     description=(
         "Squared-singular-value densities of the input-output Jacobian at criticality: linear / tanh / relu × "
@@ -251,4 +251,4 @@ EXPERIMENT = register(Experiment(
         "full": _grid(("linear", "tanh", "relu"), ("gaussian", "orthogonal"), (2, 8, 32, 128), 16, 1024),
     },
     theory=theory, measure=measure, plot=plot, agreement=agreement, bytes_per_seed=bytes_per_seed,
-))
+)

@@ -31,7 +31,7 @@ import gradjax.empirical
 import gradjax.theory
 from gradjax.config import NetConfig
 from gradjax.experiments import figures
-from gradjax.experiments.registry import AgreementRow, Experiment, Grid, register
+from gradjax.experiments.registry import AgreementRow, Experiment, Grid
 from gradjax.experiments.sweep import per_device
 
 NAME = "phase-diagram"
@@ -239,7 +239,7 @@ def _grid(sb2, sw2_measured, seeds, **params):
                         "sigma_w2_measured": sw2_measured, **params})
 
 
-EXPERIMENT = register(Experiment(
+EXPERIMENT = Experiment(
     name=NAME,
     description=(
         "Order-to-chaos phase diagram over (σ_w², σ_b²): χ₁, ξ_c and the critical line (theory) beside the "
@@ -257,4 +257,4 @@ EXPERIMENT = register(Experiment(
         "full": _grid(np.linspace(0.0, 1.0, 21) ** 2, (0.25, 4.5, 35), 16, depth=100, width=512, batch=32),
     },
     theory=theory, measure=measure, plot=plot, agreement=agreement, bytes_per_seed=bytes_per_seed, headline=True,
-))
+)

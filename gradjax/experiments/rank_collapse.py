@@ -32,7 +32,7 @@ import gradjax.empirical
 import gradjax.theory
 from gradjax.config import NetConfig
 from gradjax.experiments import figures
-from gradjax.experiments.registry import AgreementRow, Experiment, Grid, register
+from gradjax.experiments.registry import AgreementRow, Experiment, Grid
 from gradjax.experiments.sweep import per_device
 
 #: variant → (residual_scale, norm, norm_position, mlp)
@@ -119,7 +119,7 @@ def _grid(seeds, variants=tuple(VARIANTS), **params):
     return Grid(axes={"variant": variants}, seeds=seeds, params=params)
 
 
-EXPERIMENT = register(Experiment(
+EXPERIMENT = Experiment(
     name="rank-collapse",
     description=(
         "Token similarity and per-block gradient norms (hidden state, query and key weights) of transformers "
@@ -137,4 +137,4 @@ EXPERIMENT = register(Experiment(
     bytes_per_seed=lambda cell: 8 * cell["depth"] * (6 * cell["width"] ** 2
                                                      + 8 * cell["batch"] * cell["tokens"] * cell["width"]),
     headline=False,
-))
+)

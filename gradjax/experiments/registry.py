@@ -8,17 +8,17 @@ and the agreement table are drawn later from the stored files only.
 How to add an experiment
 ========================
 1. Create ``gradjax/experiments/<module>.py`` (module named after the experiment with ``_`` for
-   ``-``: ``phase-diagram`` → ``phase_diagram.py``) that builds one :class:`Experiment` and calls
-   :func:`register` on it at import::
+   ``-``: ``phase-diagram`` → ``phase_diagram.py``) that builds one :class:`Experiment` as
+   ``EXPERIMENT`` (it imports only the data classes of this module; nothing registers at import)::
 
        from gradjax.experiments import figures
-       from gradjax.experiments.registry import AgreementRow, Experiment, Grid, register
+       from gradjax.experiments.registry import AgreementRow, Experiment, Grid
        from gradjax.experiments.sweep import per_device
 
        def theory(cell):                     # seed-free prediction: computed once per cell
            cfg = NetConfig(depth=cell["depth"], width=cell["width"], activation=cell["activation"],
                            dtype=cell.dtype)
-           return {"q_theory": (("layer",), gradjax.theory.q_profile(cfg, 1.0))}
+           return {"q_theory": (("layer",), gradjax.theory.q_profile(cfg, q0=1.0))}
 
        def _q(keys, cfg):                    # module level: seeds first, static config after
            return gradjax.empirical.q_profile(cfg, seeds=keys)                    # (S, L)
@@ -35,7 +35,7 @@ How to add an experiment
            return [AgreementRow(quantity="q_L", where="tanh, L=50", theory=..., measured=...,
                                 tolerance=0.05)]
 
-       EXPERIMENT = register(Experiment(
+       EXPERIMENT = Experiment(
            name="signal-propagation",
            description="Pre-activation length q_l per layer: mean-field recursion vs measurement.",
            sizes={
@@ -47,10 +47,10 @@ How to add an experiment
                              params={"width": 1024}),
            },
            theory=theory, measure=measure, plot=plot, agreement=agreement, headline=False,
-       ))
+       )
 
-2. Add ``from gradjax.experiments import <module> as <module>`` to the import list at the bottom
-   of this file (experiments are imported explicitly, in the order ``gradjax list`` shows them).
+2. Add ``<module>.EXPERIMENT`` to the list in :mod:`gradjax.experiments.catalog` (the one place
+   that imports the experiment modules, in the order ``gradjax list`` shows them).
 3. ``gradjax run <name> --tiny`` must finish in seconds (CI runs every experiment at ``tiny``
    through ``tests/experiments/test_every_experiment.py``), ``--quick`` in < 2 min on a 2-core
    CPU, ``full`` (the default size) is meant for one GPU.
@@ -119,8 +119,8 @@ The contract, precisely
   report lists in its table.
 * **headline=True** puts the quick size into ``gradjax demo``.
 
-Errors: :func:`get` of an unknown name raises ``ValueError`` listing the registered names and the
-closest one; :class:`Experiment` and :class:`Grid` validate themselves on construction.
+Errors: ``catalog.get`` of an unknown name raises ``ValueError`` listing the experiments' names and
+the closest one; :class:`Experiment` and :class:`Grid` validate themselves on construction.
 """
 
 from __future__ import annotations
@@ -403,64 +403,3 @@ def check_size(size: str) -> None:
     """Raises ``ValueError`` unless ``size`` is one of :data:`SIZES`."""
     if size not in SIZES:
         raise ValueError(f"size must be one of {list(SIZES)}, got {size!r}")
-
-
-_REGISTRY: dict[str, Experiment] = {}
-
-
-def register(experiment: Experiment, *, replace: bool = False) -> Experiment:
-    """Adds ``experiment`` under its name and returns it (so modules can write ``X = register(...)``).
-
-    Raises:
-      ValueError: the name is taken (unless ``replace=True``, used by tests).
-    """
-    if not isinstance(experiment, Experiment):
-        raise TypeError(f"register takes an Experiment, got {type(experiment).__name__}")
-    if experiment.name in _REGISTRY and not replace:
-        raise ValueError(f"an experiment named {experiment.name!r} is already registered")
-    _REGISTRY[experiment.name] = experiment
-    return experiment
-
-
-def unregister(name: str) -> None:
-    """Removes ``name`` from the registry (a no-op when absent); for tests."""
-    _REGISTRY.pop(name, None)
-
-
-def names() -> tuple[str, ...]:
-    """Registered experiment names, in registration order."""
-    return tuple(_REGISTRY)
-
-
-def get(name: str) -> Experiment:
-    """The experiment called ``name``.
-
-    Raises:
-      ValueError: unknown name; the message lists the registered names and the closest one.
-    """
-    if isinstance(name, str) and name in _REGISTRY:
-        return _REGISTRY[name]
-    options = list(_REGISTRY)
-    close = difflib.get_close_matches(str(name), options, n=1) if options else []
-    if not close and isinstance(name, str) and name.replace("_", "-") in _REGISTRY:
-        close = [name.replace("_", "-")]
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    listing = ", ".join(options) if options else "(none registered)"
-    raise ValueError(f"unknown experiment {name!r}; choose one of: {listing}{hint}")
-
-
-# ---- the experiments, imported explicitly (each module registers itself at import) ---------------
-# Add one line per experiment module here, in the order `gradjax list` should show them, e.g.
-# from gradjax.experiments import saturation as saturation
-from gradjax.experiments import saturation as saturation
-from gradjax.experiments import init_schemes as init_schemes
-from gradjax.experiments import phase_diagram as phase_diagram
-from gradjax.experiments import trainability as trainability
-from gradjax.experiments import jacobian_spectra as jacobian_spectra
-from gradjax.experiments import batchnorm as batchnorm
-from gradjax.experiments import residual as residual
-from gradjax.experiments import clipping as clipping
-from gradjax.experiments import weight_decay as weight_decay
-from gradjax.experiments import finite_width as finite_width
-from gradjax.experiments import rank_collapse as rank_collapse
-from gradjax.experiments import delta_orthogonal as delta_orthogonal

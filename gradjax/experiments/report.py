@@ -16,7 +16,7 @@ import math
 from pathlib import Path
 
 from gradjax import io
-from gradjax.experiments import registry
+from gradjax.experiments import catalog, registry
 from gradjax.experiments.registry import AgreementRow
 
 
@@ -72,7 +72,7 @@ def _verdict(row: AgreementRow) -> str:
 
 
 def _section(name: str, folder: Path, report_dir: Path) -> Section:
-    exp = registry.get(name)
+    exp = catalog.get(name)
     sec = Section(name=name, summary=exp.summary, description=exp.description.strip())
     try:
         results = io.load_results(folder)
@@ -208,10 +208,10 @@ def write_report(root=io.DEFAULT_ROOT, size: str | None = None, *, names=None, h
     if not report_dir.is_dir():
         raise FileNotFoundError(f"no results of size {size!r} under {root}")
     present = sorted(d.name for d in report_dir.iterdir() if d.is_dir() and (d / "cells").is_dir())
-    wanted = list(names) if names is not None else [n for n in registry.names() if n in present]
+    wanted = list(names) if names is not None else [n for n in catalog.names() if n in present]
     for n in wanted:
-        registry.get(n)  # unknown names raise with the list of options
-    unknown = [p for p in present if p not in registry.names()]
+        catalog.get(n)  # unknown names raise with the list of options
+    unknown = [p for p in present if p not in catalog.names()]
     sections = [_section(n, io.experiment_dir(root, size, n), report_dir) for n in wanted if n in present]
     if not sections:
         raise FileNotFoundError(f"no results of registered experiments under {report_dir}")

@@ -31,7 +31,7 @@ import gradjax.empirical
 import gradjax.theory
 from gradjax.config import NetConfig
 from gradjax.experiments import figures
-from gradjax.experiments.registry import AgreementRow, Experiment, Grid, register
+from gradjax.experiments.registry import AgreementRow, Experiment, Grid
 from gradjax.experiments.sweep import per_device
 
 NAME = "residual"
@@ -180,7 +180,7 @@ def _grid(acts, depths, seeds, skip=(), **params):
     return Grid(cells=cells, seeds=seeds, params=params)
 
 
-EXPERIMENT = register(Experiment(
+EXPERIMENT = Experiment(
     name=NAME,
     description=(
         "Plain vs residual networks with α = 1 and α = 1/√L, depth up to 1,000: gradient-norm profiles "
@@ -197,4 +197,4 @@ EXPERIMENT = register(Experiment(
         "full": _grid(("relu", "tanh"), (10, 100, 1000), 32, skip={("relu", "residual", 1000)}, width=512, batch=64),
     },
     theory=theory, measure=measure, plot=plot, agreement=agreement, bytes_per_seed=bytes_per_seed,
-))
+)

@@ -51,7 +51,7 @@ import gradjax.empirical
 import gradjax.theory
 from gradjax.config import NetConfig
 from gradjax.experiments import figures
-from gradjax.experiments.registry import AgreementRow, Experiment, Grid, register
+from gradjax.experiments.registry import AgreementRow, Experiment, Grid
 from gradjax.experiments.sweep import per_device
 
 #: The standard initialization of each activation (see the module docstring).
@@ -149,7 +149,7 @@ def _grid(activations, seeds, **params):
 
 _ALL = ("sigmoid", "tanh", "relu", "leaky_relu", "gelu")
 
-EXPERIMENT = register(Experiment(
+EXPERIMENT = Experiment(
     name="saturation",
     description=(
         "Per-layer gradient norms at depth 50: sigmoid and tanh (xavier, σ_w²=1) vanish, relu/leaky_relu (He, "
@@ -170,4 +170,4 @@ EXPERIMENT = register(Experiment(
     theory=theory, measure=measure, plot=plot, agreement=agreement,
     bytes_per_seed=lambda cell: 8 * cell["depth"] * (cell["width"] ** 2 + 4 * cell["batch"] * cell["width"]),
     headline=True,
-))
+)

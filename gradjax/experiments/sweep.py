@@ -348,7 +348,7 @@ def run_sweep(experiment, size: str = "full", *, seeds: int | None = None, root=
     """Runs (or resumes) every cell of ``experiment`` at ``size`` assigned to this process.
 
     Args:
-      experiment: an :class:`Experiment` or a registered name.
+      experiment: an :class:`Experiment` (by name: ``gradjax.experiments.catalog.get(name)``).
       size: "tiny" | "quick" | "full".
       seeds: number of seeds S (seeds 0..S-1), default the grid's.
       root: results root; cells go to ``<root>/<size>/<name>/cells``.
@@ -368,15 +368,17 @@ def run_sweep(experiment, size: str = "full", *, seeds: int | None = None, root=
       ``*.failed.json``); the sweep itself raises only for problems of the whole run.
 
     Raises:
-      ValueError: unknown experiment/size/dtype, bad seed count.
+      TypeError: ``experiment`` is not an :class:`Experiment`.
+      ValueError: unknown size/dtype, bad seed count.
       PermissionError: the results folder is not writable.
       ForeignResultError: a file in the way belongs to another run (see module docstring).
       HostFailedError: another host of a multi-host run failed (it names the host, cell and error).
     """
 
-    exp = registry.get(experiment) if isinstance(experiment, str) else experiment
+    exp = experiment
     if not isinstance(exp, Experiment):
-        raise TypeError(f"experiment must be an Experiment or a registered name, got {type(experiment).__name__}")
+        raise TypeError(f"experiment must be an Experiment (by name: gradjax.experiments.catalog.get(name)), "
+                        f"got {type(experiment).__name__}")
     registry.check_size(size)
     n_seeds = exp.sizes[size].seeds if seeds is None else seeds
     if isinstance(n_seeds, bool) or not isinstance(n_seeds, (int, np.integer)) or n_seeds < 1:
@@ -402,6 +404,43 @@ def run_sweep(experiment, size: str = "full", *, seeds: int | None = None, root=
     return report
 
 
+def _classify_files(exp, size, cells, mine, seed_list, report, *, root, dtype, overwrite, is_first_host) -> list:
+    """The cells of ``mine`` still to compute, as ``(cell, path, fingerprint)``: finished files are skipped
+    (``report.skipped``), corrupt ones set aside (``report.corrupt``); foreign ones raise unless ``overwrite``."""
+    todo, foreign = [], []
+    for cell in mine:
+        path = io.cell_path(root, size, exp.name, cell.id)
+        fp = io.fingerprint(experiment=exp.name, size=size, coords=cell.coords, params=cell.params,
+                            seeds=seed_list, dtype=dtype)
+        if path.exists():
+            try:
+                io.read_cell(path, experiment=exp.name, size=size, fingerprint=fp)
+                report.skipped.append(cell.id)
+                continue
+            except io.CorruptResultError as e:
+                warnings.warn(f"{e}; set aside as {path.name}.corrupt and recomputing", CorruptResultWarning,
+                              stacklevel=3)
+                os.replace(path, path.with_name(path.name + ".corrupt"))
+                report.corrupt.append(path)
+            except io.ForeignResultError as e:
+                if not overwrite:
+                    foreign.append(str(e))
+                    continue
+        todo.append((cell, path, fp))
+    known = {c.id for c in cells}
+    stale = [p.name for p in io.cell_files(io.cells_dir(root, size, exp.name)) if p.stem not in known]
+    if stale and is_first_host:
+        warnings.warn(f"{report.folder / 'cells'} holds {len(stale)} file(s) that are not cells of the current grid "
+                      f"(e.g. {stale[0]}); load_results merges them too — move them away if the grid changed",
+                      StaleResultWarning, stacklevel=3)
+    if foreign:
+        raise io.ForeignResultError(
+            f"{len(foreign)} result file(s) in the way were computed with other settings, e.g. {foreign[0]}; "
+            "rerun with --overwrite to recompute them, or use another --out folder"
+        )
+    return todo
+
+
 def _sweep_this_host(exp, size, cells, mine, seed_list, sync, *, root, dtype, devices, seeds_per_call, overwrite,
                      quiet, command, is_first_host) -> SweepReport:
     """The cells ``mine`` of this host: classify the files in the way, then compute what is missing."""
@@ -417,37 +456,8 @@ def _sweep_this_host(exp, size, cells, mine, seed_list, sync, *, root, dtype, de
     t_start = time.perf_counter()
 
     # Classify first, so that a foreign file stops the run before any work.
-    todo, foreign = [], []
-    for cell in mine:
-        path = io.cell_path(root, size, exp.name, cell.id)
-        fp = io.fingerprint(experiment=exp.name, size=size, coords=cell.coords, params=cell.params,
-                            seeds=seed_list, dtype=dtype)
-        if path.exists():
-            try:
-                io.read_cell(path, experiment=exp.name, size=size, fingerprint=fp)
-                report.skipped.append(cell.id)
-                continue
-            except io.CorruptResultError as e:
-                warnings.warn(f"{e}; set aside as {path.name}.corrupt and recomputing", CorruptResultWarning,
-                              stacklevel=2)
-                os.replace(path, path.with_name(path.name + ".corrupt"))
-                report.corrupt.append(path)
-            except io.ForeignResultError as e:
-                if not overwrite:
-                    foreign.append(str(e))
-                    continue
-        todo.append((cell, path, fp))
-    known = {c.id for c in cells}
-    stale = [p.name for p in io.cell_files(io.cells_dir(root, size, exp.name)) if p.stem not in known]
-    if stale and is_first_host:
-        warnings.warn(f"{folder / 'cells'} holds {len(stale)} file(s) that are not cells of the current grid "
-                      f"(e.g. {stale[0]}); load_results merges them too — move them away if the grid changed",
-                      StaleResultWarning, stacklevel=2)
-    if foreign:
-        raise io.ForeignResultError(
-            f"{len(foreign)} result file(s) in the way were computed with other settings, e.g. {foreign[0]}; "
-            "rerun with --overwrite to recompute them, or use another --out folder"
-        )
+    todo = _classify_files(exp, size, cells, mine, seed_list, report, root=root, dtype=dtype, overwrite=overwrite,
+                           is_first_host=is_first_host)
 
     bar = tqdm(total=len(mine), initial=len(report.skipped), unit="cell", desc=f"{exp.name} [{size}]",
                disable=quiet, file=sys.stderr, dynamic_ncols=True)

@@ -35,7 +35,7 @@ import gradjax.theory
 import gradjax.train
 from gradjax.config import NetConfig
 from gradjax.experiments import figures
-from gradjax.experiments.registry import AgreementRow, Experiment, Grid, register
+from gradjax.experiments.registry import AgreementRow, Experiment, Grid
 
 NAME = "trainability"
 #: Multiple of ξ_c up to which a network trains (Schoenholz et al. 2017, Sec. 5: "6ξ_c").
@@ -106,8 +106,7 @@ def measure(cell, keys):
         finals.append(np.asarray(acc))
         curves.append(np.asarray(curve))
         losses.append(np.asarray(loss))
-    steps = np.arange(1, len(curves[0][0]) + 1) * tc.log_every
-    steps[-1] = tc.steps
+    steps = np.asarray(tc.row_steps)
     return {
         "accuracy": xr.DataArray(np.stack(finals, axis=1), dims=("seed", "sigma_w2"), coords={"sigma_w2": sw2},
                                  attrs={"what": f"test accuracy after {tc.steps} updates"}),
@@ -231,7 +230,7 @@ def _grid(depths, sw2, seeds, **params):
                         "learning_rate": 1e-2, **params})
 
 
-EXPERIMENT = register(Experiment(
+EXPERIMENT = Experiment(
     name=NAME,
     description=(
         "Trainability over depth × σ_w²: digits test accuracy of tanh MLPs against the 6·ξ_c depth scale.\n"
@@ -251,4 +250,4 @@ EXPERIMENT = register(Experiment(
                       16, width=128, batch=128, steps=3000, log_every=250),
     },
     theory=theory, measure=measure, plot=plot, agreement=agreement, headline=False,
-))
+)

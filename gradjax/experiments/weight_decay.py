@@ -36,7 +36,7 @@ import gradjax.theory
 import gradjax.train
 from gradjax.config import NetConfig
 from gradjax.experiments import figures
-from gradjax.experiments.registry import Experiment, Grid, register
+from gradjax.experiments.registry import Experiment, Grid
 
 NAME = "weight-decay"
 REGULARIZERS = ("none", "l2", "l1", "decoupled")
@@ -91,18 +91,13 @@ def _train(keys, *, cfg, tc):
     return st(hist.accuracy), st(hist.loss), st(hist.weight_norms), st(hist.layer_grad_norms)
 
 
-def _row_steps(tc) -> np.ndarray:
-    """(T,) updates done at each history row (as ``gradjax.train.History.step``)."""
-    return np.minimum(np.arange(1, -(-tc.steps // tc.log_every) + 1) * tc.log_every, tc.steps)
-
-
 def measure(cell, keys):
     cfg, tc = _config(cell), _train_config(cell)
     # gradjax.train.train is a host loop (one jitted chunk per history row, rows read back to numpy), so
     # it cannot run inside per_device's shard_map; called directly, its jitted chunks follow the keys'
     # sharding over the seed mesh, so every device trains its own seeds.
     acc, loss, wn, gn = _train(keys, cfg=cfg, tc=tc)
-    steps = _row_steps(tc)
+    steps = np.asarray(tc.row_steps)
     layer = np.arange(1, cfg.depth + 1)
     c2 = {"step": steps}
     c3 = {"step": steps, "layer": layer}
@@ -203,7 +198,7 @@ def _grid(seeds, regularizers=REGULARIZERS, decay=0.2, **params):
                 params={"sigma_w2": 4.0, "sigma_b2": 0.3, "learning_rate": 1e-2, "decay": decay, **params})
 
 
-EXPERIMENT = register(Experiment(
+EXPERIMENT = Experiment(
     name=NAME,
     description=(
         "None / L2 / L1 / decoupled weight decay on a deep tanh MLP started in the chaotic phase: weight norms, "
@@ -223,4 +218,4 @@ EXPERIMENT = register(Experiment(
         "full": _grid(16, depth=50, width=128, batch=128, steps=3000, log_every=100, decay=0.02),
     },
     theory=theory, measure=measure, plot=plot, agreement=None, headline=False,
-))
+)

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 from gradjax.nn.activations import block_activation
 from gradjax.nn.conv import add_bias
 from gradjax.nn.init import get_initializer
+from gradjax.nn.norms import normalize
 from gradjax.nn.sampling import standard_normal
 
 _MATRICES = ("query", "key", "value", "kernel")
@@ -45,8 +46,6 @@ _MLP_MATRICES = ("mlp_in", "mlp_out")
 
 def _token_norm(cfg: NetConfig, x: jax.Array, scale, bias) -> jax.Array:
     """``cfg.norm`` over each token's features: x (B, T, N)."""
-    from gradjax.nn.blocks import normalize  # blocks imports this module
-
     b, t, n = x.shape
     y = normalize(cfg.norm, x.reshape(b * t, n), scale, bias)
     return y.reshape(b, t, n)
@@ -79,15 +78,11 @@ def _mlp(cfg: NetConfig, params: dict, x: jax.Array):
 
 def _sublayer(cfg: NetConfig, h: jax.Array, branch, scale, bias):
     """One residual (or plain) sublayer with the configured norm position: returns ``(out, aux)``."""
-    norm = cfg.norm != "none"
     alpha = jnp.asarray(cfg.alpha, h.dtype)
-    if cfg.norm_position == "pre":
-        x = _token_norm(cfg, h, scale, bias) if norm else h
-        r, aux = branch(x)
-        return (h + alpha * r if cfg.skip else r), aux
-    r, aux = branch(h)
+    x = _token_norm(cfg, h, scale, bias) if cfg.pre_norm else h
+    r, aux = branch(x)
     out = h + alpha * r if cfg.skip else r
-    return (_token_norm(cfg, out, scale, bias) if norm else out), aux
+    return (_token_norm(cfg, out, scale, bias) if cfg.post_norm else out), aux
 
 
 def block_taps(cfg: NetConfig, params: dict, h: jax.Array):

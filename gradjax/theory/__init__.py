@@ -31,6 +31,6 @@ from gradjax.theory.conv import averaging_eigenvalues as averaging_eigenvalues
 from gradjax.theory.conv import mode_depth_scales as mode_depth_scales
 from gradjax.theory.conv import spatial_covariance_profile as spatial_covariance_profile
 from gradjax.theory.attention import token_similarity as token_similarity
-from gradjax.theory.spectra import JacobianSpectrum as JacobianSpectrum
+from gradjax.theory.spectra import JacobianDensity as JacobianDensity
+from gradjax.theory.spectra import jacobian_density as jacobian_density
 from gradjax.theory.spectra import jacobian_moments as jacobian_moments
-from gradjax.theory.spectra import jacobian_spectrum as jacobian_spectrum

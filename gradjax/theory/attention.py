@@ -120,13 +120,9 @@ def _mlp_gram(cfg, q, rho):
 def _sublayer(cfg, q, k, branch):
     """One sublayer on the token Gram (q, k = qρ): norm position, skip and α as in ``gradjax.nn.attention``."""
     a2 = _f(cfg.alpha) ** 2
-    norm = cfg.norm != "none"
-    if cfg.norm_position == "pre":
-        qb, kb = branch(cfg, _mean_square_after_norm(q) if norm else q, k / q)
-    else:
-        qb, kb = branch(cfg, q, k / q)
+    qb, kb = branch(cfg, _mean_square_after_norm(q) if cfg.pre_norm else q, k / q)
     qo, ko = (q + a2 * qb, k + a2 * kb) if cfg.skip else (qb, kb)
-    if norm and cfg.norm_position == "post":
+    if cfg.post_norm:
         scale = _mean_square_after_norm(qo) / qo
         qo, ko = qo * scale, ko * scale
     return qo, ko

@@ -246,7 +246,7 @@ def _derivative_statistics(cfg, q0, q_in):
     act, sl = cfg.activation, cfg.leaky_slope
     q = length_recursion(cfg, _default_q0(cfg, q0), q_in)[0]
     # correlation of two independent inputs' h_l (c_0 = 0: independent unit Gaussian examples)
-    c = jnp.concatenate([jnp.zeros((1,), q.dtype), c_profile(cfg, q0, 0.0)])
+    c = jnp.concatenate([jnp.zeros((1,), q.dtype), c_profile(cfg, q0=q0, c0=0.0)])
     mu1 = jax.vmap(lambda t: _g.derivative_moment(act, t, slope=sl))(q)
     mu2 = jax.vmap(lambda t: _g.derivative_moment(act, t, power=4, slope=sl))(q)
     kappa = jax.vmap(lambda t, r: _square_derivative_pair(act, t, r, sl))(q, c) / mu1**2
@@ -317,7 +317,7 @@ def _forward_length_statistics(cfg, q0, q_in, b_eff):
     n = float(cfg.width)
     q_all = length_recursion(cfg, _default_q0(cfg, q0), q_in)[0]
     q, q_next = q_all[:-1], q_all[1:]
-    c = jnp.concatenate([jnp.zeros((1,), q.dtype), c_profile(cfg, q0, 0.0)])[:-1]
+    c = jnp.concatenate([jnp.zeros((1,), q.dtype), c_profile(cfg, q0=q0, c0=0.0)])[:-1]
     phi = resolve_activation(act, slope=sl)
     d = _g.derivative(phi)
     sq, dsq = (lambda x: phi(x) ** 2), (lambda x: d(x) ** 2)

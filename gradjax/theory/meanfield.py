@@ -363,7 +363,7 @@ def phase(activation, sigma_w2, sigma_b2, *, slope=None, tol=1e-6):
 # ---- profiles along the actual depth of a NetConfig ---------------------------------------------
 
 def _norm_eps():
-    from gradjax.nn.blocks import NORM_EPS  # the variance floor the network's norms use
+    from gradjax.nn.norms import NORM_EPS  # the variance floor the network's norms use
 
     return NORM_EPS
 
@@ -443,7 +443,7 @@ def length_recursion(cfg, q0, q_in=1.0):
 
 
 @jax.jit
-def q_profile(cfg, q0=None, *, q_in=1.0):
+def q_profile(cfg, *, q0=None, q_in=1.0):
     """Pre-activation length q_l = mean(h_l²) after every block of ``cfg``, along the actual depth.
 
     Recursions (φ-integrals at the variance of what φ sees; α = ``cfg.alpha``; ε the norms' floor):
@@ -473,7 +473,7 @@ def q_profile(cfg, q0=None, *, q_in=1.0):
 
 
 @jax.jit
-def c_profile(cfg, q0=None, c0=0.5, *, q_in=1.0, c_in=None):
+def c_profile(cfg, *, c0=0.5, q0=None, q_in=1.0, c_in=None):
     """Correlation c_l of two inputs' pre-activations after every block of ``cfg``.
 
     Both inputs start with second moment q0 and correlation c0. The covariance k_l follows the block
@@ -484,7 +484,8 @@ def c_profile(cfg, q0=None, c0=0.5, *, q_in=1.0, c_in=None):
     Args:
       cfg: the network (structure static, numbers traced); ``norm="batchnorm"`` is not modelled here (it couples the examples
         of a batch) and raises ValueError.
-      q0: () second moment of h_0 (default as in :func:`q_profile`); c0: () initial correlation.
+      c0: () initial correlation of the two inputs (the measured pair's ``c0``, same default).
+      q0: () second moment of h_0 (default as in :func:`q_profile`).
 
     Returns:
       (L,) c_l, entry l−1 after block l.

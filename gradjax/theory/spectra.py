@@ -78,7 +78,7 @@ _LN10 = math.log(10.0)
 _DEGENERATE_VAR = 1e-12
 
 
-class JacobianSpectrum(NamedTuple):
+class JacobianDensity(NamedTuple):
     """Squared singular values of the end-to-end Jacobian (eigenvalues of JJᵀ).
 
     Attributes:
@@ -237,8 +237,12 @@ def _density(activation, slope, orthogonal, points, depth, sw, q):
     return log_grid[::-1], im_m[::-1], dlog, edge, atom0
 
 
-def jacobian_spectrum(cfg, q0=None, *, points=DEFAULT_POINTS):
+def jacobian_density(cfg, *, q0=None, points=DEFAULT_POINTS):
     """Density of the squared singular values of J = ∏ D_l W_l for the MLP ``cfg`` at its fixed point.
+
+    Theory only: the measured counterpart is a different quantity, the per-layer log10 singular
+    values of finite networks (``gradjax.empirical.jacobian_spectrum``), compared with this density by
+    histogram or by its moments.
 
     Args:
       cfg: the network (structure static, numbers traced). Gaussian-class weights for every ``init``
@@ -248,7 +252,7 @@ def jacobian_spectrum(cfg, q0=None, *, points=DEFAULT_POINTS):
       points: number of λ points (static).
 
     Returns:
-      :class:`JacobianSpectrum` (linear units).
+      :class:`JacobianDensity` (linear units).
 
     The work runs in jitted pieces whose static arguments are (activation, orthogonal, points), so
     networks differing only in depth, σ_w², σ_b², slope or q0 share one compilation; the function
@@ -264,19 +268,19 @@ def jacobian_spectrum(cfg, q0=None, *, points=DEFAULT_POINTS):
 
     References: Pennington et al. 2017, arXiv:1711.04735; Pennington et al. 2018, arXiv:1802.09979.
     """
-    _orthogonal(cfg, "theory.jacobian_spectrum")  # refuses first, before any work
+    _orthogonal(cfg, "theory.jacobian_density")  # refuses first, before any work
     if not jax.config.jax_enable_x64:
         with jax.enable_x64(True):
-            return _jacobian_spectrum(cfg, q0, points)
-    return _jacobian_spectrum(cfg, q0, points)
+            return _jacobian_density(cfg, q0, points)
+    return _jacobian_density(cfg, q0, points)
 
 
-def _jacobian_spectrum(cfg, q0, points):
+def _jacobian_density(cfg, q0, points):
     sw = _f(cfg.sigma_w2)
     q = q_star(cfg.activation, sw, _f(cfg.sigma_b2), slope=cfg.leaky_slope) if q0 is None else _f(q0)
     q = jnp.where(jnp.isinf(q), _Q_EVAL_INF, q)
     m1, var = jacobian_moments(cfg, q)
-    orthogonal = _orthogonal(cfg, "theory.jacobian_spectrum")
+    orthogonal = _orthogonal(cfg, "theory.jacobian_density")
     if cfg.activation == "linear" and orthogonal:
         return _point_mass(m1, points)
     log_grid, im_m, dlog, edge, atom0 = _density(cfg.activation, cfg.leaky_slope, orthogonal, points, cfg.depth, sw, q)
@@ -286,7 +290,7 @@ def _jacobian_spectrum(cfg, q0, points):
     density = jnp.where(representable, im_m / jnp.where(representable, grid, 1.0), 0.0)
     weights = jnp.where(representable, grid * dlog / points, 0.0)
     mass = im_m * dlog / points
-    spectrum = JacobianSpectrum(grid, density, weights, m1, var, edge, atom0, jnp.zeros_like(edge), mass,
+    spectrum = JacobianDensity(grid, density, weights, m1, var, edge, atom0, jnp.zeros_like(edge), mass,
                                 log_grid / _LN10, jnp.sum(mass) + atom0 - 1.0)
     if not orthogonal:
         return spectrum
@@ -301,5 +305,5 @@ def _point_mass(loc, points):
     """All of JJᵀ's eigenvalues at ``loc``: atom of mass 1, no continuous part (same fields as the density)."""
     grid = loc * (jnp.arange(points, dtype=loc.dtype) + 0.5) / points
     zeros = jnp.zeros_like(grid)
-    return JacobianSpectrum(grid, zeros, zeros, loc, loc * 0.0, loc, jnp.ones_like(loc), loc, zeros, jnp.log10(grid),
+    return JacobianDensity(grid, zeros, zeros, loc, loc * 0.0, loc, jnp.ones_like(loc), loc, zeros, jnp.log10(grid),
                             jnp.zeros_like(loc))

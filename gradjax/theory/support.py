@@ -16,13 +16,13 @@ def requires(cfg, what: str, *, why: Mapping[str, str] | None = None, **allowed)
 
     Args:
       cfg: a ``NetConfig``.
-      what: the function asking (named in the message), e.g. ``"theory.jacobian_spectrum"``.
+      what: the function asking (named in the message), e.g. ``"theory.jacobian_density"``.
       why: field → the reason the other values are not modelled (added to the message).
       **allowed: field → tuple of the values ``what`` models, e.g. ``arch=("mlp",)``.
 
     Example::
 
-        requires(cfg, "theory.jacobian_spectrum", arch=("mlp",), norm=("none",),
+        requires(cfg, "theory.jacobian_density", arch=("mlp",), norm=("none",),
                  why={"arch": "the residual spectrum is not implemented"})
     """
     why = why or {}

@@ -322,9 +322,7 @@ def train(cfg: NetConfig, tc: TrainConfig, data: Dataset, seeds=4, *, loss=None,
     if not classification:
         y_test = y_test.astype(dt)
 
-    lengths = [tc.log_every] * (tc.steps // tc.log_every)
-    if tc.steps % tc.log_every:
-        lengths.append(tc.steps % tc.log_every)
+    lengths = np.diff((0,) + tc.row_steps).tolist()
     rows, t = [], 0
     with tqdm(total=tc.steps, disable=not progress, desc=f"train {cfg.arch} L={cfg.depth} S={s}", unit="step") as bar:
         for length in lengths:
@@ -345,7 +343,7 @@ def train(cfg: NetConfig, tc: TrainConfig, data: Dataset, seeds=4, *, loss=None,
     return History(
         grad_flow=grad_flow,
         grad_flow_labels=grad_flow_labels,
-        step=np.cumsum(lengths),
+        step=np.asarray(tc.row_steps),
         diverged_at=np.asarray(div),
         params=jax.tree.map(np.asarray, params),
         cfg=cfg,

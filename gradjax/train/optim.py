@@ -149,6 +149,11 @@ class TrainConfig:
             raise ValueError(f"log_every must be <= steps={self.steps}, got {self.log_every!r}")
         set_("log_every", int(self.log_every))
 
+    @property
+    def row_steps(self) -> tuple[int, ...]:
+        """Updates done at each history row: log_every, 2·log_every, …, and ``steps`` last."""
+        return tuple(range(self.log_every, self.steps, self.log_every)) + (self.steps,)
+
     def with_(self, **changes) -> "TrainConfig":
         """A copy with ``changes`` applied, validated again.
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from gradjax.config import NetConfig
-from gradjax.empirical import fitted_slope, grad_norms, gradient_profile, growth_rate, seed_median, seed_quantiles
+from gradjax.empirical import fitted_slope, grad_norms, gradient_profile, growth_rate
 from gradjax.empirical._seeds import _run_chunk
 from gradjax.empirical.losses import loss_fn
 from gradjax.nn.stack import init_params, input_shape
@@ -164,9 +164,6 @@ def test_summaries_closed_forms():
     lines = jnp.stack([2.0 - 0.3 * l, 1.0 + 0.1 * l])
     np.testing.assert_allclose(fitted_slope(lines), [-0.3, 0.1], rtol=1e-12)
     np.testing.assert_allclose(growth_rate(lines, start=2), [0.3, -0.1], rtol=1e-12)
-    v = jnp.arange(15.0).reshape(5, 3)
-    np.testing.assert_allclose(seed_median(v), [6.0, 7.0, 8.0])
-    np.testing.assert_allclose(seed_quantiles(v, (0.0, 1.0)), [[0.0, 1.0, 2.0], [12.0, 13.0, 14.0]])
 
 
 def test_relative_profile_is_the_norm_ratio_to_the_last_layer():

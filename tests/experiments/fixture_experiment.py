@@ -26,7 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradjax.experiments import figures
-from gradjax.experiments.registry import AgreementRow, Experiment, Grid, register
+from gradjax.experiments.catalog import register
+from gradjax.experiments.registry import AgreementRow, Experiment, Grid
 from gradjax.experiments.sweep import per_device
 
 NAME = "test-signal"

@@ -1,6 +1,6 @@
 """Every registered experiment runs at its tiny size, stores a results file per cell, and draws.
 
-The registry imports every experiment module (gradjax/experiments/registry.py, bottom); the test
+The catalog imports every experiment module (gradjax/experiments/catalog.py); the test
 fixture experiment is checked the same way, so the protocol is exercised even before any real
 experiment exists. Each tiny run must take seconds (it runs in CI).
 """
@@ -11,17 +11,17 @@ from pathlib import Path
 import pytest
 
 from gradjax import io
-from gradjax.experiments import registry
+from gradjax.experiments import catalog
 from gradjax.experiments.registry import AgreementRow
 from gradjax.experiments.sweep import run_sweep
 from tests.experiments import fixture_experiment as fx
 
-NAMES = [*registry.names(), fx.NAME]
+NAMES = [*catalog.names(), fx.NAME]
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_tiny_run_produces_results_and_a_figure(name, tmp_path):
-    exp = fx.EXPERIMENT if name == fx.NAME else registry.get(name)
+    exp = fx.EXPERIMENT if name == fx.NAME else catalog.get(name)
     rep = run_sweep(exp, "tiny", root=tmp_path, quiet=True, command=f"gradjax run {name} --tiny")
     assert rep.ok, rep.failed
     files = io.cell_files(io.cells_dir(tmp_path, "tiny", name))
@@ -42,6 +42,6 @@ def test_tiny_run_produces_results_and_a_figure(name, tmp_path):
 def test_every_experiment_has_a_module_named_after_it():
     import importlib
 
-    for name in registry.names():
+    for name in catalog.names():
         module = importlib.import_module(f"gradjax.experiments.{name.replace('-', '_')}")
-        assert any(getattr(module, attr, None) is registry.get(name) for attr in dir(module)), name
+        assert any(getattr(module, attr, None) is catalog.get(name) for attr in dir(module)), name

@@ -39,9 +39,6 @@ def test_helpers_draw_and_save(tmp_path):
     figures.style_legend(axes[0])
     counts, edges = figures.histogram(axes[1], vals, bins=10)
     assert np.isclose(np.sum(counts * np.diff(edges)), 1.0)  # a density
-    grid = xr.DataArray(np.arange(6.0).reshape(2, 3), dims=("sigma_b2", "sigma_w2"),
-                        coords={"sigma_b2": [0.0, 0.1], "sigma_w2": [1.0, 2.0, 3.0]})
-    figures.heatmap(axes[2], grid, x="sigma_w2", y="sigma_b2", label="χ₁")
     path = figures.save(fig, tmp_path / "figs", "demo", formats=("png", "pdf"))
     assert path == tmp_path / "figs" / "demo.png" and path.stat().st_size > 0
     assert (tmp_path / "figs" / "demo.pdf").exists()

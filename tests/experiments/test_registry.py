@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from gradjax.experiments import registry
+from gradjax.experiments import catalog
 from gradjax.experiments.registry import AgreementRow, Cell, Experiment, Grid
 
 
@@ -85,19 +85,32 @@ def test_experiment_validation():
         clash.cells("tiny")
 
 
-def test_registry_get_unknown_lists_options_and_closest():
-    exp = registry.register(_exp("demo-exp"), replace=True)
+def test_catalog_get_unknown_lists_options_and_closest():
+    exp = catalog.register(_exp("demo-exp"), replace=True)
     try:
-        assert registry.get("demo-exp") is exp and "demo-exp" in registry.names()
+        assert catalog.get("demo-exp") is exp and "demo-exp" in catalog.names()
         with pytest.raises(ValueError, match="already registered"):
-            registry.register(_exp("demo-exp"))
+            catalog.register(_exp("demo-exp"))
+        with pytest.raises(ValueError, match="already registered"):
+            catalog.register(_exp("phase-diagram"), replace=True)  # the package's own stay
         with pytest.raises(ValueError, match=r"unknown experiment 'demo-ex'.*demo-exp.*did you mean 'demo-exp'"):
-            registry.get("demo-ex")
+            catalog.get("demo-ex")
         with pytest.raises(ValueError, match="did you mean 'demo-exp'"):
-            registry.get("demo_exp")
+            catalog.get("demo_exp")
     finally:
-        registry.unregister("demo-exp")
-    assert "demo-exp" not in registry.names()
+        catalog.unregister("demo-exp")
+    assert "demo-exp" not in catalog.names()
+
+
+def test_the_catalog_lists_every_experiment_module_once():
+    import pkgutil
+
+    import gradjax.experiments
+
+    modules = {m.name for m in pkgutil.iter_modules(gradjax.experiments.__path__)}
+    infrastructure = {"catalog", "registry", "sweep", "figures", "flow_figures", "report", "hosts"}
+    assert {n.replace("-", "_") for n in catalog.names()} == modules - infrastructure
+    assert len(set(catalog.names())) == len(catalog.EXPERIMENTS)
 
 
 def test_agreement_row_error_and_verdict():

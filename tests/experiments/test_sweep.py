@@ -147,7 +147,7 @@ def test_bad_arguments_raise_clear_errors(tmp_path):
         sweep.run_sweep(EXP, "tiny", root=tmp_path, seeds=0)
     with pytest.raises(ValueError, match="size must be one of"):
         sweep.run_sweep(EXP, "medium", root=tmp_path)
-    with pytest.raises(ValueError, match="unknown experiment"):
+    with pytest.raises(TypeError, match="experiment must be an Experiment"):
         sweep.run_sweep("no-such-experiment", "tiny", root=tmp_path)
     blocker = tmp_path / "file"
     blocker.write_text("")

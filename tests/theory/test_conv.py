@@ -113,7 +113,7 @@ def test_tanh_delta_orthogonal_cnn_at_criticality_has_the_orthogonal_free_probab
     q = float(T.q_star("tanh", sw, sb))
     x = math.sqrt(q) * jax.random.normal(jax.random.key(3), (2, 1, 4, 4, 8))
     logsv = np.asarray(E.jacobian_spectrum(cfg, seeds=2, inputs=x, layers="end", method="gram"), np.float64)
-    atom, ks = atom_and_ks(T.jacobian_spectrum(cfg), 10.0 ** (2 * logsv.reshape(-1)))
+    atom, ks = atom_and_ks(T.jacobian_density(cfg), 10.0 ** (2 * logsv.reshape(-1)))
     assert ks < 0.05 and atom < 0.05, (ks, atom)
 
 
@@ -123,9 +123,9 @@ def test_theory_refuses_what_it_does_not_model():
         with pytest.raises(ValueError, match="arch"):
             f(tr)
     with pytest.raises(ValueError, match="init"):
-        T.jacobian_spectrum(_cnn())
+        T.jacobian_density(_cnn())
     with pytest.raises(ValueError, match="arch"):
-        T.jacobian_spectrum(NetConfig(depth=4, width=8, arch="resmlp"))
+        T.jacobian_density(NetConfig(depth=4, width=8, arch="resmlp"))
     with pytest.raises(ValueError, match="arch"):
         T.gradient_spread(_cnn())
     with pytest.raises(ValueError, match="arch"):

@@ -216,7 +216,7 @@ def test_q_profile_recursions():
     for _ in range(6):
         q = q + 0.25 * (1.5 * q / 2 + 0.1)
         want.append(q)
-    assert_allclose(np.asarray(T.q_profile(res, 2.0)), want, rtol=1e-13)
+    assert_allclose(np.asarray(T.q_profile(res, q0=2.0)), want, rtol=1e-13)
     rnn = cfg.with_(arch="rnn")
     want, q = [], 0.0
     for _ in range(6):

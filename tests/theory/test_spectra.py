@@ -30,7 +30,7 @@ def _fuss_catalan(L):
 @pytest.mark.parametrize("L", [1, 2, 8, 32])
 def test_linear_gaussian_is_fuss_catalan(L):
     cfg = NetConfig(depth=L, width=8, activation="linear", init="gaussian", sigma_w2=1.0)
-    s = T.jacobian_spectrum(cfg)
+    s = T.jacobian_density(cfg)
     mean, var, edge = _fuss_catalan(L)
     assert_allclose([float(s.mean), float(s.var)], [mean, var], rtol=1e-12)
     assert_allclose(float(s.edge), edge, rtol=1e-9)
@@ -43,7 +43,7 @@ def test_linear_gaussian_is_fuss_catalan(L):
 
 def test_linear_orthogonal_is_a_point_mass():
     cfg = NetConfig(depth=6, width=8, activation="linear", init="orthogonal", sigma_w2=1.0)
-    s = T.jacobian_spectrum(cfg)
+    s = T.jacobian_density(cfg)
     assert float(s.atom_mass) == 1.0 and float(s.atom_loc) == 1.0 and float(s.var) == 0.0
     assert float(s.edge) == 1.0 and float(jnp.max(s.density)) == 0.0
 
@@ -59,7 +59,7 @@ def test_density_integrates_to_closed_form_moments(act, init, sw, sb):
     # edge, which the quadrature resolves only to ~4e-3; checked at L = 8 instead.)
     for L in ((8, 32) if (act, init) == ("relu", "orthogonal") else (2, 32)):
         cfg = NetConfig(depth=L, width=8, activation=act, init=init, sigma_w2=sw, sigma_b2=sb)
-        s = T.jacobian_spectrum(cfg)
+        s = T.jacobian_density(cfg)
         assert not bool(jnp.any(jnp.isnan(s.density)))
         tot, m, v = _integrals(s)
         assert_allclose([tot, m, v], [1.0, float(s.mean), float(s.var)], rtol=1e-3)
@@ -86,13 +86,13 @@ def test_deep_density_keeps_its_mass_and_variance(act, init, sw, sb):
     mu1, mu2 = float(np.sum(w * dphi2)), float(np.sum(w * dphi2**2))
     s1 = 0.0 if init == "orthogonal" else -1.0
     # tanh + orthogonal: L = 64 only, for time (its law has a gap at 0 where each point costs the Newton
-    # cap; measured mass errors at 128 / 256: 4e-6 / 6.5e-5, notes in JacobianSpectrum.mass_error)
+    # cap; measured mass errors at 128 / 256: 4e-6 / 6.5e-5, notes in JacobianDensity.mass_error)
     for L in ((64,) if init == "orthogonal" else (64, 128, 256)):
-        s = T.jacobian_spectrum(NetConfig(depth=L, width=8, activation=act, init=init, sigma_w2=sw, sigma_b2=sb))
+        s = T.jacobian_density(NetConfig(depth=L, width=8, activation=act, init=init, sigma_w2=sw, sigma_b2=sb))
         tot, m, v = _integrals(s)
         m1 = (sw * mu1) ** L
         assert_allclose(float(s.mass_error), tot - 1.0, rtol=1e-9, atol=1e-15)  # the error it reports is the error
-        # erf's bound is its own (see JacobianSpectrum.mass_error); every other case within 1e-4
+        # erf's bound is its own (see JacobianDensity.mass_error); every other case within 1e-4
         assert abs(tot - 1.0) < (1e-3 if act == "erf" else 1e-4), (L, tot)
         assert_allclose(float(s.atom_mass), 0.5 if act == "relu" else 0.0, rtol=1e-12)
         # relu: exact moments; tanh/erf: Gauss–Hermite on a smooth φ′², ~1e-12 relative per moment, × L
@@ -175,7 +175,7 @@ def test_density_matches_direct_products(act, sw, sb, init):
     q = float(T.q_star(act, sw, sb))
     cfg = NetConfig(depth=8, width=1000, activation=act, init=init, sigma_w2=sw, sigma_b2=sb)
     for L, eig in zip((2, 8), _simulate(cfg, 1000, 1, q, at=(2, 8))):  # depth 2 = the first 2 layers of 8
-        atom, ks = atom_and_ks(T.jacobian_spectrum(cfg.with_(depth=L)), eig)
+        atom, ks = atom_and_ks(T.jacobian_density(cfg.with_(depth=L)), eig)
         assert atom < 0.05 and ks < 0.05, (L, atom, ks)
 
 
@@ -185,7 +185,7 @@ def test_ks_distance_falls_with_width_at_depth_32():
     act, sw, sb = "tanh", 1.7, 0.05
     q = float(T.q_star(act, sw, sb))
     cfg = NetConfig(depth=32, width=8, activation=act, init="orthogonal", sigma_w2=sw, sigma_b2=sb)
-    s = T.jacobian_spectrum(cfg)
+    s = T.jacobian_density(cfg)
     ds = [ks_distance(s, _simulate(cfg, n, 1, q)) for n in (100, 200, 400)]
     assert ds[2] < ds[0] and ds[2] < 0.05, ds
 
@@ -195,7 +195,7 @@ def test_spectrum_without_x64_matches_float64():
     import jax as _jax
 
     from gradjax.config import NetConfig as _NetConfig
-    from gradjax.theory import jacobian_spectrum as _spectrum
+    from gradjax.theory import jacobian_density as _spectrum
 
     cfg = _NetConfig(depth=4, width=8, activation="tanh", sigma_w2=1.2)
     ref = _spectrum(cfg)

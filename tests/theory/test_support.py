@@ -26,7 +26,7 @@ INITS = tuple(INITIALIZERS) + ("delta_orthogonal",)
 def _modelled(name, cfg):
     """(field, value) the function refuses ``cfg`` for, or None where it models ``cfg``."""
     rules = []
-    if name in ("jacobian_spectrum", "jacobian_moments"):  # free products of independent D_l W_l, no norm
+    if name in ("jacobian_density", "jacobian_moments"):  # free products of independent D_l W_l, no norm
         rules = [("arch", ("mlp", "cnn")), ("norm", ("none",))]
         if cfg.arch == "cnn":
             rules.append(("init", ("delta_orthogonal",)))
@@ -49,7 +49,7 @@ CALLS = {
     "gradient_profile_finite_width": lambda c: T.gradient_profile(c, finite_width=True),
     "gradient_spread": lambda c: T.gradient_spread(c),
     "jacobian_moments": lambda c: T.jacobian_moments(c, 1.0),
-    "jacobian_spectrum": lambda c: T.jacobian_spectrum(c, points=64),
+    "jacobian_density": lambda c: T.jacobian_density(c, points=64),
 }
 _EXTRA = {"cnn": {"spatial": (4,)}, "transformer": {"tokens": 2}}
 
@@ -98,7 +98,7 @@ def test_every_modelled_structure_still_answers(name):
         cfg = next((c for c in cfgs if _modelled(name, c) is None), None)
         if cfg is None:
             continue
-        with jax.disable_jit(name != "jacobian_spectrum"):
+        with jax.disable_jit(name != "jacobian_density"):
             out = CALLS[name](cfg)
         leaves = [np.asarray(x) for x in (out if isinstance(out, tuple) else (out,))]
         assert all(np.all(np.isfinite(x)) for x in leaves), (name, cfg)
@@ -108,11 +108,11 @@ def test_every_modelled_structure_still_answers(name):
 
 def test_refusal_names_the_reason():
     with pytest.raises(ValueError, match=r"arch='resmlp'.*Tarnowski et al. 2019"):
-        T.jacobian_spectrum(NetConfig(depth=3, width=4, arch="resmlp"))
+        T.jacobian_density(NetConfig(depth=3, width=4, arch="resmlp"))
     with pytest.raises(ValueError, match=r"arch='rnn'.*reuses one W"):
-        T.jacobian_spectrum(NetConfig(depth=3, width=4, arch="rnn"))
+        T.jacobian_density(NetConfig(depth=3, width=4, arch="rnn"))
     with pytest.raises(ValueError, match=r"norm='layernorm'.*projection"):
-        T.jacobian_spectrum(NetConfig(depth=3, width=4, norm="layernorm"))
+        T.jacobian_density(NetConfig(depth=3, width=4, norm="layernorm"))
     with pytest.raises(ValueError, match=r"init='orthogonal'.*does not fluctuate"):
         T.gradient_spread(NetConfig(depth=3, width=4, init="orthogonal"))
     with pytest.raises(ValueError, match=r"arch=.rnn.*reuses one W"):

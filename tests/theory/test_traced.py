@@ -36,10 +36,10 @@ def test_vmap_over_other_numbers_equals_the_loop(cfg, field, values):
     np.testing.assert_allclose(out, loop, rtol=1e-12, atol=1e-13)
 
 
-def test_jacobian_spectrum_over_sigma_w2_equals_the_loop():
+def test_jacobian_density_over_sigma_w2_equals_the_loop():
     cfg = NetConfig(depth=4, width=64, activation="tanh", sigma_b2=0.05)
     sw2 = jnp.linspace(0.5, 4.0, 3)
-    spec = lambda c: gradjax.theory.jacobian_spectrum(c, points=64)  # noqa: E731
+    spec = lambda c: gradjax.theory.jacobian_density(c, points=64)  # noqa: E731
     out = jax.vmap(lambda s: spec(cfg.with_(sigma_w2=s)))(sw2)
     loop = [spec(cfg.with_(sigma_w2=float(s))) for s in sw2]
     for field in out._fields:
