@@ -17,11 +17,14 @@ import gradjax.theory as T
 from gradjax import NetConfig
 
 #: The pairs, with the per-network form of each measurement (params and inputs in, no seeds).
-PAIRS = {"q_profile": "q_profile_of", "c_profile": "c_profile_of", "gradient_profile": "grad_norms"}
+PAIRS = {"q_profile": "q_profile_of", "c_profile": "c_profile_of", "gradient_profile": "grad_norms",
+         "token_similarity": "token_similarity_of"}
 
 
 def _public_functions(module):
-    return {n for n in dir(module) if not n.startswith("_") and inspect.isfunction(getattr(module, n))}
+    """Public callables that are not classes or modules (jitted functions included)."""
+    return {n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n))
+            and not inspect.isclass(getattr(module, n)) and not inspect.ismodule(getattr(module, n))}
 
 
 def test_the_shared_names_are_exactly_the_pairs():

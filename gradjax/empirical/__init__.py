@@ -17,6 +17,7 @@ from gradjax.empirical.activations import c_profile_of as c_profile_of
 from gradjax.empirical.activations import q_profile_of as q_profile_of
 from gradjax.empirical.activations import spatial_covariance as spatial_covariance
 from gradjax.empirical.activations import token_similarity as token_similarity
+from gradjax.empirical.activations import token_similarity_of as token_similarity_of
 from gradjax.empirical.jacobians import SpectralQuadrature as SpectralQuadrature
 from gradjax.empirical.jacobians import jacobian_spectrum_of as jacobian_spectrum_of
 from gradjax.empirical.jacobians import log10_singular_values as log10_singular_values

@@ -171,10 +171,10 @@ def _token_profile(cfg, rho0, q0):
     return q, rho
 
 
-def token_similarity(cfg, rho0=0.0, q0=1.0):
+def token_similarity(cfg, *, rho0=0.0, q0=1.0):
     """Predicted mean cosine similarity between distinct tokens after every block: (L,).
 
     The mean-field answer to ``gradjax.empirical.token_similarity`` (same name, (S, L) there); see
     :func:`token_profile` for the arguments.
     """
-    return token_profile(cfg, rho0, q0)[1]
+    return token_profile(cfg, rho0=rho0, q0=q0)[1]
