@@ -1,6 +1,7 @@
 """Theory and measurement as true pairs: a name in both ``gradjax.theory`` and ``gradjax.empirical``
 is the same quantity, in the same units, with the same argument names and defaults (the measured one
-with a leading seed axis); each pair is compared on one config here.
+with a leading seed axis); q and c are compared on one config here, the gradient pair in
+tests/test_gradient_pair.py and the token similarity in tests/theory/test_attention.py.
 
 The predicted values are mean-field (infinite width); the measured ones are finite networks, so every
 comparison states width, seeds and tolerance. The README's table of pairs lists the same names.
