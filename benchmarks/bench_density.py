@@ -5,7 +5,7 @@ the fixed point q*), i.i.d. Gaussian weights drawn by tiles inside every matrix-
 (``weights="tiled"``: O(N · tile) memory per product, no N × N matrix ever formed), end-to-end
 Jacobian ∂h_L/∂h_0 of one network by stochastic Lanczos quadrature
 (:func:`gradjax.empirical.jacobian_spectral_density`), against the free-probability density of the
-squared singular values (:func:`gradjax.theory.jacobian_spectrum`, Pennington, Schoenholz & Ganguli
+squared singular values (:func:`gradjax.theory.jacobian_density`, Pennington, Schoenholz & Ganguli
 2017, arXiv:1711.04735). Reported: the Kolmogorov–Smirnov distance between the quadrature's
 distribution function of σ² and the theory's, wall time and peak resident memory.
 
@@ -82,7 +82,7 @@ def main(argv=None):
     w = np.asarray(q.weights[0, 0], np.float64)
     dt = time.perf_counter() - t0
     lam_nodes = np.where(np.isfinite(nodes), 10.0 ** (2 * nodes), 0.0)
-    th = theory.jacobian_spectrum(cfg, q_star)
+    th = theory.jacobian_density(cfg, q0=q_star)
     lam = np.asarray(th.grid, np.float64)
     cdf = np.cumsum(np.asarray(th.weights * th.density, np.float64)) + float(th.atom_mass) * (float(th.atom_loc) <= lam)
     ks = ks_distance(lam_nodes, w, lam, cdf)

@@ -216,7 +216,7 @@ def test_orthogonal_tanh_at_zero_length_is_a_point_mass(sw):
     # orthogonal and every squared singular value is σ_w^{2L} (closed form: a point mass).
     L = 6
     cfg = NetConfig(depth=L, width=8, activation="tanh", init="orthogonal", sigma_w2=sw, sigma_b2=0.0)
-    s = T.jacobian_spectrum(cfg)
+    s = T.jacobian_density(cfg)
     assert float(T.q_star("tanh", sw, 0.0)) < 1e-15
     for f in s:
         assert bool(jnp.all(jnp.isfinite(jnp.asarray(f)))), s
