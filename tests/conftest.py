@@ -76,10 +76,22 @@ def _release_compiled_programs():
     shared between modules, so recompiling costs little.
     """
     yield
+    _release()
+
+
+def _release():
+    """Compiled programs dropped, then the freed heap handed back to the OS: without ``malloc_trim``
+    glibc keeps the pages, the resident size does not fall, and the check below would fire again
+    after every test (recompiling what the next test shares)."""
+    import ctypes
     import gc
 
     jax.clear_caches()
     gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: the programs are still dropped
+        pass
 
 
 # A worker that runs a long module accumulates compiled programs between the module-end releases
@@ -93,7 +105,4 @@ def _bound_worker_memory():
     yield
     rss = _rss_bytes()
     if rss is not None and rss > _RELEASE_ABOVE_BYTES:
-        import gc
-
-        jax.clear_caches()
-        gc.collect()
+        _release()
