@@ -31,7 +31,7 @@ def test_bench_memory_analyses_the_plain_program_and_runs_gradjax():
     out = _run("benchmarks/bench_memory.py", "--L", "3", "--N", "8", "--S", "2")
     # The plain program's output is the S·L Jacobians (N × N float32 each): 2·3·8·8·4 bytes = 1.5 KiB.
     assert "plain vmap(jacfwd): XLA memory analysis" in out and "outputs 1.5 KiB" in out
-    assert "gradjax jacobian_spectrum(layers='all'): output (2, 3, 8)" in out
+    assert "gradjax jacobian_spectrum(layers='all', weights='stored'): output (2, 3, 8)" in out
 
 
 def test_bench_theory_grid_runs_and_prints_the_ratios():

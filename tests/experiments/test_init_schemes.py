@@ -34,7 +34,10 @@ def test_family_params_equal_init_params_of_the_schemes_config(scheme):
     got = init_params(m.family_config(cfg), key)
     want = init_params(cfg, key)
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-14)
+        # Parameters are drawn in float32 with the scale applied there, then cast (one seed, one network in
+        # every dtype): the family's unit draw scaled in float64 and the scheme's draw scaled in float32
+        # differ by the float32 rounding of one product, ≤ eps₃₂ relative.
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2 * np.finfo(np.float32).eps, atol=1e-14)
 
 
 @pytest.mark.slow

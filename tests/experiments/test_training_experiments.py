@@ -48,5 +48,5 @@ def test_drive_variance_of_the_adding_problem():
 def test_row_steps_match_the_history_rows():
     """The step coordinate equals what gradjax.train records: every log_every updates, and at the end."""
     tc = TrainConfig(steps=25, log_every=10)
-    np.testing.assert_array_equal(clipping._row_steps(tc), [10, 20, 25])
-    np.testing.assert_array_equal(weight_decay._row_steps(tc.with_(steps=30)), [10, 20, 30])
+    np.testing.assert_array_equal(tc.row_steps, [10, 20, 25])
+    np.testing.assert_array_equal(tc.with_(steps=30).row_steps, [10, 20, 30])

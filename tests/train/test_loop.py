@@ -75,8 +75,8 @@ def test_vmapped_seeds_equal_separate_runs(digits, run_adam):
 def test_same_seeds_identical_histories_and_no_recompilation(digits, run_adam):
     from gradjax.train.loop import _chunk
 
-    compiled = _chunk._cache_size()
     again = train(SMALL, TC_ADAM, digits, seeds=3, progress=False)
+    compiled = _chunk._cache_size()  # read after a run: tests may release compiled programs between them
     for f in FIELDS_TS + FIELDS_TSL + ("clipped", "diverged_at", "step"):
         np.testing.assert_array_equal(getattr(again, f), getattr(run_adam, f), err_msg=f)
     jax.tree.map(np.testing.assert_array_equal, again.params, run_adam.params)
@@ -110,23 +110,29 @@ def test_minibatches_cover_each_epoch_once():
 def test_divergence_is_caught_per_seed_and_frozen():
     """One seed blows up, the other goes on exactly as if it had trained alone.
 
-    ReLU/He mlp (depth 3, width 16) on teacher–student regression, plain SGD at η = 1.2, batch 32,
-    30 updates: on the reference CPU run seed 0 diverged at update 6 and seed 4 trained (final
-    ½-MSE 0.09); η = 0.6 kept all of seeds 0..7 finite.
+    ReLU/He mlp (depth 3, width 16) on teacher–student regression, plain SGD at η = 1.2 (at the edge of
+    stability: some seeds diverge, others train), batch 32, 30 updates, seeds 0..7. Which seeds diverge
+    depends on the draws, so the test takes the first diverged one and the first one that trained.
     """
     data = teacher_student(n_train=200, n_test=50, seed=0)
     cfg = NetConfig(depth=3, width=16, in_dim=16, out_dim=1, activation="relu", init="he_normal")
     tc = TrainConfig(optimizer="sgd", learning_rate=1.2, steps=30, batch_size=32, log_every=5)
-    h = train(cfg, tc, data, seeds=[0, 4], progress=False)
-    assert h.diverged_at[0] >= 0 and h.diverged_at[1] == -1
-    after = h.step > h.diverged_at[0]
-    assert after.any() and np.all(np.isnan(h.loss[after, 0])) and not np.any(h.clipped[after, 0])
-    assert np.all(np.isfinite(h.loss[:, 1]))
+    seeds = list(range(8))
+    h = train(cfg, tc, data, seeds=seeds, progress=False)
+    # diverged seeds, and seeds that trained smoothly (½-MSE below 10 at every record: away from the
+    # edge, so a vmapped and a solo run agree to float32 rounding instead of amplifying it)
+    bad = np.flatnonzero(h.diverged_at >= 0)
+    good = np.flatnonzero((h.diverged_at == -1) & np.all(np.asarray(h.loss) < 10.0, axis=0))
+    assert bad.size and good.size, (h.diverged_at, np.asarray(h.loss)[-1])  # η = 1.2 must split the seeds
+    d, g = int(bad[0]), int(good[0])
+    after = h.step > h.diverged_at[d]
+    assert after.any() and np.all(np.isnan(h.loss[after, d])) and not np.any(h.clipped[after, d])
+    assert np.all(np.isfinite(h.loss[:, g]))
     jax.tree.map(lambda v: np.testing.assert_equal(np.all(np.isfinite(v)), True), h.params)  # last finite values
     assert np.all(np.isnan(h.accuracy))  # regression: no accuracy
-    alone = train(cfg, tc, data, seeds=[4], progress=False)
+    alone = train(cfg, tc, data, seeds=[seeds[g]], progress=False)
     for f in FIELDS_TS + FIELDS_TSL:
-        np.testing.assert_allclose(getattr(alone, f)[:, 0], getattr(h, f)[:, 1], rtol=1e-6, atol=1e-6, err_msg=f)
+        np.testing.assert_allclose(getattr(alone, f)[:, 0], getattr(h, f)[:, g], rtol=1e-6, atol=1e-6, err_msg=f)
 
 
 def test_mismatched_network_and_data_raise(digits):
