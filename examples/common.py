@@ -53,3 +53,15 @@ def save_heatmap(record, path: Path, title: str, theory=None):
     fig.savefig(path, dpi=120, bbox_inches="tight")
     print(f"heatmap: {path}")
     return path
+
+
+def train_and_show_flow(model: nnx.Module, x, y, loss, *, steps: int, lr: float, path: Path, title: str):
+    """:func:`train_with_monitor`, then the monitor's record printed in one line and drawn by
+    :func:`save_heatmap`. Returns ``(record, losses, figure path)``."""
+    from gradjax.train.monitor import gradient_flow_records
+
+    opt_state, losses = train_with_monitor(model, x, y, loss, steps=steps, lr=lr)
+    (rec,) = gradient_flow_records(opt_state)
+    print(f"training: loss {losses[0]:.3f} → {losses[-1]:.3f} over {steps} steps; "
+          f"monitor recorded {rec.log10_norms.shape[0]} steps × {len(rec.labels)} layers")
+    return rec, losses, save_heatmap(rec, path, title)

@@ -77,9 +77,8 @@ def next_token_xent(logits, targets):
 
 def run(args) -> dict:
     from gradjax import empirical
-    from gradjax.train.monitor import gradient_flow_records
 
-    from examples.common import print_profile, save_heatmap, train_with_monitor
+    from examples.common import print_profile, train_and_show_flow
 
     factory = lambda rngs: make_model(rngs, args.layers, args.width, args.seq_len)  # noqa: E731
     x, y = repeat_task(args.batch, args.seq_len)
@@ -101,11 +100,8 @@ def run(args) -> dict:
     print("Hessian blocks:", empirical.hessian_blocks(factory, jx, blocks))
     print("Hessian top eigenvalue per block (median over seeds):",
           np.round(np.nanmedian(np.asarray(hs.top[:, :, 0]), axis=0), 4).tolist())
-    opt_state, losses = train_with_monitor(factory(nnx.Rngs(0)), x, y, next_token_xent, steps=args.steps, lr=args.lr)
-    (rec,) = gradient_flow_records(opt_state)
-    print(f"training: loss {losses[0]:.3f} → {losses[-1]:.3f} over {args.steps} steps; "
-          f"monitor recorded {rec.log10_norms.shape[0]} steps × {len(rec.labels)} layers")
-    out = save_heatmap(rec, Path(args.out) / "gpt_sequence_flow.png", "GPT decoder: log10 ‖∂loss/∂θ‖ per module")
+    rec, losses, out = train_and_show_flow(factory(nnx.Rngs(0)), x, y, next_token_xent, steps=args.steps, lr=args.lr,
+                                           path=Path(args.out) / "gpt_sequence_flow.png", title="GPT decoder: log10 ‖∂loss/∂θ‖ per module")
     return {"gradients": g, "hessian": hs, "record": rec, "losses": losses, "figure": out}
 
 

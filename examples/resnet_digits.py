@@ -68,9 +68,8 @@ def xent(y, labels):
 
 def run(args) -> dict:
     from gradjax import empirical
-    from gradjax.train.monitor import gradient_flow_records
 
-    from examples.common import print_profile, train_with_monitor, save_heatmap
+    from examples.common import print_profile, train_and_show_flow
 
     factory = lambda rngs: make_model(rngs, args.blocks, args.channels)  # noqa: E731
     x, y = digits(args.batch)
@@ -90,11 +89,8 @@ def run(args) -> dict:
                                     probes=2, trace_probes=8, top=3)
     print("Hessian top eigenvalues (whole network, per seed):", np.round(np.asarray(hs.top[:, 0]), 4).tolist())
     print("Hessian trace (whole network, per seed): ", np.round(np.asarray(hs.trace[:, 0]), 4).tolist())
-    opt_state, losses = train_with_monitor(factory(nnx.Rngs(0)), x, y, xent, steps=args.steps, lr=args.lr)
-    (rec,) = gradient_flow_records(opt_state)
-    print(f"training: loss {losses[0]:.3f} → {losses[-1]:.3f} over {args.steps} steps; "
-          f"monitor recorded {rec.log10_norms.shape[0]} steps × {len(rec.labels)} layers")
-    out = save_heatmap(rec, Path(args.out) / "resnet_digits_flow.png", "ResNet on digits: log10 ‖∂loss/∂θ‖ per layer")
+    rec, losses, out = train_and_show_flow(factory(nnx.Rngs(0)), x, y, xent, steps=args.steps, lr=args.lr,
+                                           path=Path(args.out) / "resnet_digits_flow.png", title="ResNet on digits: log10 ‖∂loss/∂θ‖ per layer")
     return {"gradients": g, "hessian": hs, "record": rec, "losses": losses, "figure": out}
 
 
