@@ -11,6 +11,8 @@ from gradjax.empirical.losses import LOSSES as LOSSES
 from gradjax.empirical.losses import loss_fn as loss_fn
 from gradjax.empirical.propagate import backward_walk as backward_walk
 from gradjax.empirical.propagate import forward_taps as forward_taps
+from gradjax.empirical.propagate import segment_length as segment_length
+from gradjax.empirical.propagate import segmented_walk as segmented_walk
 from gradjax.empirical.activations import ActivationStats as ActivationStats
 from gradjax.empirical.activations import activation_stats_of as activation_stats_of
 from gradjax.empirical.activations import c_profile_of as c_profile_of

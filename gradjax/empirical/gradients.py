@@ -25,14 +25,19 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gradjax._validate import check_int
+from gradjax._validate import check_choice, check_int
 from gradjax.config import DEFAULT_BATCH, NetConfig
 from gradjax.empirical._seeds import (block_param_count, data_key, default_inputs, itemsize, map_seeds, normal_draw,
                                       per_seed_inputs)
 from gradjax.empirical.losses import DEFAULT_LOSS, loss_fn
-from gradjax.empirical.propagate import backward_walk, forward_taps, loss_cotangent
+from gradjax.empirical.propagate import backward_walk, forward_taps, loss_cotangent, segmented_walk
 from gradjax.nn.ensemble import seed_keys
-from gradjax.nn.stack import init_params
+from gradjax.nn.regenerate import keyed_params
+from gradjax.nn.stack import KEYED_ARCHS, check_segment, init_params
+
+
+#: How :func:`gradient_profile` holds the block kernels (see ``gradjax.nn.regenerate``).
+GRADIENT_WEIGHTS = ("stored", "regenerated")
 
 
 class GradNorms(NamedTuple):
@@ -71,26 +76,35 @@ def relative_profile(log_norms):
     return log_norms - log_norms[..., -1:]
 
 
-def grad_norms(cfg: NetConfig, params: dict, x: jax.Array, targets: jax.Array, loss=DEFAULT_LOSS) -> GradNorms:
+def grad_norms(cfg: NetConfig, params: dict, x: jax.Array, targets: jax.Array, loss=DEFAULT_LOSS, *,
+               segment: int | None = None) -> GradNorms:
     """Per-layer log10 gradient norms of ONE network (no seed axis): pure, jittable, vmappable.
 
     Args:
       cfg: the network (static under jit).
-      params: its parameters (``gradjax.nn.init_params``), no seed axis.
+      params: its parameters (``gradjax.nn.init_params``, or with the blocks held as keys:
+        ``gradjax.nn.regenerate.keyed_params``), no seed axis.
       x: (B, in_dim), or (B, L, in_dim) for rnn.
       targets: what ``loss`` takes: (B, out_dim) for projection and mse, (B,) int labels or (B, out_dim)
         for xent.
       loss: "projection" (default, ⟨y, t⟩/B) | "mse" | "xent" | a callable ``f(y, targets) -> scalar``
         (see :mod:`gradjax.empirical.losses`).
+      segment: None (every state kept for the backward sweep: memory ∝ L) or K, a divisor of the depth:
+        rematerialization (:func:`gradjax.empirical.propagate.segmented_walk`), one state kept per K
+        blocks and each segment re-run in the backward sweep: memory ∝ L/K + 3K, the same norms up to
+        rounding.
 
     Returns:
       :class:`GradNorms` with (L,) fields, log10 units.
     """
     f = loss_fn(loss)
-    fwd = forward_taps(cfg, params, x)
-    h_L = fwd.hidden[-1]
-    value, g_L = loss_cotangent(cfg, params, h_L, targets, f)
-    walk = backward_walk(cfg, params, fwd, g_L, param_norms=True)
+    cotangent = lambda h_L: loss_cotangent(cfg, params, h_L, targets, f)  # noqa: E731
+    if segment is None:
+        fwd = forward_taps(cfg, params, x)
+        value, g_L = cotangent(fwd.hidden[-1])
+        walk = backward_walk(cfg, params, fwd, g_L, param_norms=True)
+    else:
+        value, walk = segmented_walk(cfg, params, x, cotangent, segment, param_norms=True)
     return GradNorms(walk.log_out, walk.log_params["kernel"], walk.log_params["bias"], walk.log_params, walk.log0, value)
 
 
@@ -124,15 +138,18 @@ def default_targets(cfg: NetConfig, key: jax.Array, batch: int, loss) -> jax.Arr
     return normal_draw(k, (batch, cfg.out_dim), cfg.jnp_dtype)
 
 
-def _profile_one(key, x, t, *, cfg, loss, batch):
+def _profile_one(key, x, t, *, cfg, loss, batch, segment=None, weights="stored"):
     params = init_params(cfg, key)
+    if weights == "regenerated":
+        params = keyed_params(cfg, key, params)
     x = default_inputs(cfg, key, batch) if x is None else x
     t = default_targets(cfg, key, x.shape[0], loss) if t is None else t
-    return grad_norms(cfg, params, x, t, loss)
+    return grad_norms(cfg, params, x, t, loss, segment=segment)
 
 
 def gradient_profile(cfg: NetConfig, seeds=8, inputs=None, targets=None, loss=DEFAULT_LOSS, *, batch: int = DEFAULT_BATCH,
-                     max_bytes: int | None = None, seed_batch: int | None = None) -> GradNorms:
+                     max_bytes: int | None = None, seed_batch: int | None = None, segment: int | None = None,
+                     weights: str = "stored") -> GradNorms:
     """Per-layer gradient norms of S freshly initialized networks, at once (vmapped over seeds).
 
     Seed k's parameters are ``init_params(cfg, jax.random.key(k))`` (member k of
@@ -152,12 +169,23 @@ def gradient_profile(cfg: NetConfig, seeds=8, inputs=None, targets=None, loss=DE
       max_bytes: memory budget of one chunk of seeds (default: half the device's free memory, 2 GiB on CPU).
       seed_batch: seeds vmapped together (default 1 on CPU, 32 on accelerators); results are
         bit-identical for any ``max_bytes`` at a fixed ``seed_batch``.
+      segment: None, or K dividing the depth: rematerialization as in :func:`grad_norms` (memory of the
+        states ∝ L/K + 3K instead of 3L; ``gradjax.empirical.propagate.segment_length`` gives K ≈ √L).
+      weights: "stored" (each network's L kernels drawn, then walked) or "regenerated" (each kernel
+        drawn from its block's key inside each sweep: O(one kernel) instead of O(L kernels) per
+        network, the same values; mlp, resmlp and cnn). With ``segment`` too, no array of size ∝ L
+        beyond the L/K kept states remains.
 
     Returns:
       :class:`GradNorms` with a leading seed axis: ``hidden``, ``weights``, ``biases`` (S, L) log10;
       ``.relative()`` (S, L) log10 ‖δ_l‖/‖δ_L‖.
     """
     check_int("batch", batch)
+    check_choice("weights", weights, GRADIENT_WEIGHTS)
+    if weights == "regenerated" and cfg.arch not in KEYED_ARCHS:
+        raise ValueError(f"weights='regenerated' needs arch in {list(KEYED_ARCHS)} (blocks with their own keys), got {cfg.arch!r}")
+    if segment is not None:
+        check_segment(cfg, segment)
     keys = seed_keys(seeds)
     n = keys.shape[0]
     x, x_axis = per_seed_inputs(cfg, inputs, n)
@@ -170,10 +198,13 @@ def gradient_profile(cfg: NetConfig, seeds=8, inputs=None, targets=None, loss=DE
         loss_fn(loss)  # validate the name before tracing
     # Working set of one seed: parameters, taps (h_l and preact, kept for the backward sweep) and
     # the transient cotangents of one block; ×2 for XLA temporaries.
-    d = cfg.state_size
-    per_seed = 2 * itemsize(cfg) * (cfg.depth * (block_param_count(cfg) + 3 * b * d) + 4 * b * max(d, cfg.in_dim))
-    return map_seeds(_profile_one, (("cfg", cfg), ("loss", loss), ("batch", b)), keys, (x, t), (x_axis, t_axis),
-                     per_seed_bytes=per_seed, max_bytes=max_bytes, seed_batch=seed_batch)
+    d, L = cfg.state_size, cfg.depth
+    states = 3 * L if segment is None else L // segment + 3 * segment
+    blocks = L if weights == "stored" else 1
+    per_seed = 2 * itemsize(cfg) * (blocks * block_param_count(cfg) + states * b * d + 4 * b * max(d, cfg.in_dim))
+    static = (("cfg", cfg), ("loss", loss), ("batch", b), ("segment", segment), ("weights", weights))
+    return map_seeds(_profile_one, static, keys, (x, t), (x_axis, t_axis), per_seed_bytes=per_seed,
+                     max_bytes=max_bytes, seed_batch=seed_batch)
 
 
 # ---- fits along depth ----------------------------------------------------------------------------

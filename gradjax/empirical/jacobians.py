@@ -43,8 +43,8 @@ from gradjax.empirical.lanczos import gauss_quadrature, lanczos_tridiagonal, smo
 from gradjax.empirical.propagate import apply_block, backward_walk, block_params, forward_taps, normalize
 from gradjax.nn.ensemble import seed_keys
 from gradjax.nn.init import IID
-from gradjax.nn.regenerate import BlockKeys
-from gradjax.nn.stack import block_keys, init_params
+from gradjax.nn.regenerate import keyed_params
+from gradjax.nn.stack import KEYED_ARCHS, init_params
 
 METHODS = ("gram", "svd", "lanczos")
 LAYER_CHOICES = ("all", "end")
@@ -260,8 +260,7 @@ def _seed_network(key, x, cfg: NetConfig, run_cfg: NetConfig, batch: int, weight
     params = init_params(cfg, key)
     params = {name: jax.tree.map(lambda a: a.astype(run_cfg.jnp_dtype), v) for name, v in params.items()}
     if weights != "stored":
-        rest = {name: v for name, v in params["blocks"].items() if name != "kernel"}
-        params["blocks"] = BlockKeys(block_keys(cfg, key), rest, cfg, run_cfg.dtype, tile if weights == "tiled" else 0)
+        params = keyed_params(cfg, key, params, run_cfg.dtype, tile if weights == "tiled" else 0)
     x = default_inputs(run_cfg, key, batch) if x is None else x.astype(run_cfg.jnp_dtype)
     if run_cfg.norm != "batchnorm":
         x = x[:1]  # examples do not interact: example 0 alone has the same Jacobian
@@ -337,10 +336,12 @@ def _check_weights(cfg: NetConfig, weights: str, tile: int | None) -> int:
     check_choice("weights", weights, WEIGHTS)
     if weights == "stored":
         return 0
-    if cfg.arch not in ("mlp", "resmlp"):
-        raise ValueError(f"weights={weights!r} needs arch in ['mlp', 'resmlp'] (dense blocks with their own keys), got {cfg.arch!r}")
+    if cfg.arch not in KEYED_ARCHS:
+        raise ValueError(f"weights={weights!r} needs arch in {list(KEYED_ARCHS)} (blocks with their own keys), got {cfg.arch!r}")
     if weights == "regenerated":
         return 0
+    if cfg.arch not in ("mlp", "resmlp"):
+        raise ValueError(f"weights='tiled' needs arch in ['mlp', 'resmlp'] (dense kernels drawn by tiles), got {cfg.arch!r}")
     if cfg.init not in IID:
         raise ValueError(f"weights='tiled' needs init in {sorted(IID)} (entries drawn independently), got "
                          f"{cfg.init!r}: an orthogonal W depends on all its entries at once")

@@ -14,8 +14,15 @@ of the correlations (``gradjax.theory.mode_depth_scales``): at criticality the m
 both inits, every other mode of a gaussian cnn dies over a few layers, delta-orthogonal kernels keep
 them all (ξ_p = ∞).
 
-Not measured here: test accuracy after training (the training loop is not exercised on cnns yet) and
-the 1,000–10,000-layer regime (needs rematerialization of the taps to keep memory flat in depth).
+Trained (``gradjax.train.train``): the same networks trained on the digits with SGD + momentum for a
+short budget; the test accuracy per depth and init (Xiao et al. 2018, Fig. 1/4: delta-orthogonal
+CNNs train at depths where Gaussian ones lose the spatial modes).
+
+Memory: the gradient profile keeps one state per segment of ≈ √L blocks and draws each block's kernel
+from its key inside each sweep (``segment`` and ``weights="regenerated"`` of
+``gradjax.empirical.gradient_profile``), and training differentiates checkpointed segments (``segment``
+of ``gradjax.train.train``): the states held grow as √L instead of L, and no O(L) copy of the kernels
+is made outside training. The spectrum's single-example taps (L·D numbers) are kept.
 
 References:
   Xiao, Bahri, Sohl-Dickstein, Schoenholz & Pennington 2018, "Dynamical Isometry and a Mean Field Theory
@@ -29,9 +36,11 @@ import json
 
 import jax.numpy as jnp
 import numpy as np
+import xarray as xr
 
 import gradjax.empirical
 import gradjax.theory
+import gradjax.train
 from gradjax.config import NetConfig
 from gradjax.experiments import figures
 from gradjax.experiments.registry import AgreementRow, Experiment, Grid
@@ -73,19 +82,45 @@ def theory(cell):
 
 
 def _measure(keys, x, cfg):
-    g = gradjax.empirical.gradient_profile(cfg, seeds=keys, inputs=x).hidden
+    seg = gradjax.empirical.segment_length(cfg.depth)
+    g = gradjax.empirical.gradient_profile(cfg, seeds=keys, inputs=x, segment=seg, weights="regenerated").hidden
     quad = gradjax.empirical.jacobian_spectral_density(cfg, seeds=keys, inputs=x[:1], layers=[0], k=_K,
-                                                       probes=_PROBES)
+                                                       probes=_PROBES, weights="regenerated")
     return g, quad.log10_sv[:, 0], quad.weights[:, 0]
+
+
+def _train_config(cell) -> gradjax.train.TrainConfig:
+    return gradjax.train.TrainConfig(optimizer="momentum", learning_rate=cell["learning_rate"], momentum=0.9,
+                                     steps=cell["steps"], batch_size=cell["train_batch"], log_every=cell["log_every"])
+
+
+def _test_accuracy(cell, keys) -> np.ndarray:
+    """(S, T) test accuracy after each history row of training, ``train_chunk`` seeds per call.
+
+    ``gradjax.train.train`` runs outside ``per_device`` (a host loop, see the registry's contract); each
+    seed trains from its own key, so chunking the seeds changes nothing but the memory held at once.
+    """
+    cfg, tc, data = config_of(cell), _train_config(cell), load_digits()
+    seg = gradjax.empirical.segment_length(cfg.depth)
+    rows = []
+    for i in range(0, keys.shape[0], cell["train_chunk"]):
+        hist = gradjax.train.train(cfg, tc, data, seeds=keys[i:i + cell["train_chunk"]], progress=False,
+                                   eval_size=len(data.x_test), segment=seg)
+        rows.append(np.asarray(hist.accuracy).T)
+    return np.concatenate(rows, axis=0)
 
 
 def measure(cell, keys):
     x = jnp.asarray(_digits(cell["batch"]))
     g, nodes, weights = per_device(_measure, keys, x, cfg=config_of(cell))
+    steps = np.asarray(_train_config(cell).row_steps)
+    acc = xr.DataArray(_test_accuracy(cell, keys), dims=("seed", "step"), coords={"step": steps},
+                       attrs={"what": "digits test accuracy during training (SGD + momentum)"})
     return {
         "grad": (("seed", "layer"), g, {"units": "log10", "what": "‖∂loss/∂h_l‖, projection loss, digits inputs"}),
         "sv_nodes": (("seed", "node"), nodes, {"units": "log10", "what": "SLQ nodes, singular values of ∂h_L/∂h_0"}),
         "sv_weights": (("seed", "node"), weights, {"what": "SLQ weights (sum to 1 per seed)"}),
+        "accuracy": acc,
     }
 
 
@@ -105,8 +140,9 @@ def plot(results, out_dir):
     inits = [str(i) for i in results.init.values]
     depths = [int(d) for d in results.depth.values]
     cmap = figures.colors(inits)
-    fig, axes = figures.panels(len(depths), ncols=len(depths), panel_size=(4.2, 3.4))
-    for ax, d in zip(np.atleast_1d(axes), depths):
+    fig, axes = figures.panels(len(depths) + 1, ncols=len(depths) + 1, panel_size=(4.2, 3.4))
+    axes = np.atleast_1d(axes)
+    for ax, d in zip(axes, depths):
         for init in inits:
             sub = results.sel(init=init, depth=d)
             layers = np.arange(1, d + 1)
@@ -115,9 +151,21 @@ def plot(results, out_dir):
             figures.theory_line(ax, layers, sub["grad_theory"].values[:d], color=cmap[init])
         ax.set_xlabel(figures.coord_label("layer"))
         ax.set_title(f"depth {d}", fontsize="medium")
-    np.atleast_1d(axes)[0].set_ylabel("log10 ‖∂loss/∂h_l‖ − log10 ‖∂loss/∂h_L‖")
-    figures.style_legend(np.atleast_1d(axes)[0], loc="lower right")
+    axes[0].set_ylabel("log10 ‖∂loss/∂h_l‖ − log10 ‖∂loss/∂h_L‖")
+    figures.style_legend(axes[0], loc="lower right")
     p = json.loads(results.attrs["params"])
+    ax = axes[-1]
+    for init in inits:
+        final = results.accuracy.sel(init=init).isel(step=-1).transpose("seed", "depth")
+        figures.median_band(ax, depths, final, color=cmap[init], label=init)
+    ax.axhline(0.1, color="0.6", linestyle=":", linewidth=0.8, label="chance")
+    ax.set_xscale("log")
+    ax.set_xticks(depths, [str(d) for d in depths])
+    ax.set_ylim(0.0, 1.0)
+    ax.set_xlabel("depth L")
+    ax.set_ylabel("test accuracy")
+    ax.set_title(f"after {p['steps']} SGD-momentum updates (η={p['learning_rate']})", fontsize="medium")
+    figures.style_legend(ax, theory=False, loc="lower left")
     fig.suptitle(f"tanh cnn at criticality on digits, 8×8 maps, {p['width']} channels, {results.sizes['seed']} seeds")
     return [figures.save(fig, out_dir, "delta_orthogonal")]
 

@@ -33,6 +33,7 @@ from gradjax.config import NetConfig
 from gradjax.nn.blocks import init_block, scale_block, unit_config
 from gradjax.nn.init import IID, iid_scale
 from gradjax.nn.sampling import key_words, standard_normal_tile, uniform_tile
+from gradjax.nn.stack import block_keys
 
 # --- the tiled product x @ W (or g @ Wᵀ) with W drawn tile by tile --------------------------------
 
@@ -189,3 +190,15 @@ class BlockKeys:
         else:  # the block's other draws are unused here and removed by the compiler
             kernel = init_block(cfg, self.keys)["kernel"]
         return {**self.rest, "kernel": kernel.astype(self.dtype)}
+
+
+def keyed_params(cfg: NetConfig, key: jax.Array, params: dict, dtype=None, tile: int = 0) -> dict:
+    """``params`` = ``init_params(cfg, key)`` (any dtype) with the block kernels held as their keys.
+
+    Returns the same dict with ``"blocks"`` a :class:`BlockKeys` (kernels drawn where used, cast to
+    ``dtype``, default ``cfg.dtype``; whole, or by tiles of ``tile``); the stored kernels are dropped,
+    so under jit their draw is removed by the compiler. mlp, resmlp and cnn (:func:`block_keys`).
+    """
+    rest = {name: v for name, v in params["blocks"].items() if name != "kernel"}
+    dtype = cfg.dtype if dtype is None else jnp.dtype(dtype).name
+    return {**params, "blocks": BlockKeys(block_keys(cfg, key), rest, cfg, dtype, tile)}

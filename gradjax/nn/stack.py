@@ -106,10 +106,21 @@ def readout(cfg: NetConfig, params: dict, h: jax.Array) -> jax.Array:
     return a @ r["kernel"] + r["bias"][None, :]
 
 
-def forward(cfg: NetConfig, params: dict, x: jax.Array, *, taps: bool = False):
+def check_segment(cfg: NetConfig, segment) -> None:
+    """Raises ValueError unless ``segment`` (blocks per rematerialized segment) is a positive int dividing ``cfg.depth``."""
+    if isinstance(segment, bool) or not isinstance(segment, int) or segment < 1 or cfg.depth % segment:
+        raise ValueError(f"segment must be a positive int dividing depth={cfg.depth}, got {segment!r}")
+
+
+def forward(cfg: NetConfig, params: dict, x: jax.Array, *, taps: bool = False, segment: int | None = None):
     """The whole network: ``y`` (B, out_dim), or ``(y, Taps)`` with ``taps=True``.
 
-    The L blocks run under ``jax.lax.scan`` (one compiled block, any depth).
+    The L blocks run under ``jax.lax.scan`` (one compiled block, any depth). With ``segment`` = K (a
+    divisor of L, not with ``taps``) they run as L/K segments of K blocks, each segment's scan under
+    ``jax.checkpoint``: differentiating the network then keeps the L/K segment inputs and re-runs one
+    segment at a time in the backward pass, K states of it alive — memory ∝ L/K + K instead of L
+    block states (Chen et al. 2016, "Training Deep Nets with Sublinear Memory Cost",
+    arXiv:1604.06174); the same outputs.
     """
     h0, xs = unroll(cfg, params, x)
 
@@ -117,7 +128,15 @@ def forward(cfg: NetConfig, params: dict, x: jax.Array, *, taps: bool = False):
         h_next, pre = step(cfg, params, x_l, h)
         return h_next, (h_next, pre) if taps else None
 
-    h_last, rec = jax.lax.scan(body, h0, xs)
+    if segment is None:
+        h_last, rec = jax.lax.scan(body, h0, xs)
+    else:
+        if taps:
+            raise ValueError("segment needs taps=False (a segmented forward keeps no per-block states), got taps=True")
+        check_segment(cfg, segment)
+        run = jax.checkpoint(lambda h, xs_s: (jax.lax.scan(body, h, xs_s)[0], None))
+        split = lambda a: a.reshape((cfg.depth // segment, segment) + a.shape[1:])  # noqa: E731
+        h_last, rec = jax.lax.scan(run, h0, jax.tree.map(split, xs))
     y = readout(cfg, params, h_last)
     return (y, Taps(h0, rec[0], rec[1])) if taps else y
 
@@ -137,16 +156,21 @@ def init_params(cfg: NetConfig, key: jax.Array) -> dict:
     return scale_params(cfg, params_of(Network(unit_config(cfg), rngs=nnx.Rngs(params=key))))
 
 
+#: Archs whose L blocks each draw from their own key with one kernel (see :func:`block_keys`).
+KEYED_ARCHS = ("mlp", "resmlp", "cnn")
+
+
 def block_keys(cfg: NetConfig, key: jax.Array) -> jax.Array:
     """(L,) keys: block l of ``init_params(cfg, key)`` is ``init_block(cfg, block_keys(cfg, key)[l])``, bit-identical.
 
     What :class:`Network` does with ``nnx.Rngs(params=key)``: the input layer takes draw 0 of the
     stream (``fold_in(key, 0)``), ``nnx.split_rngs`` splits draw 1 into L keys, and each block takes
     draw 0 of its own stream. With these keys a block's parameters can be drawn where they are used
-    (``gradjax.nn.regenerate``) instead of stored. mlp and resmlp only (the rnn has one shared block).
+    (``gradjax.nn.regenerate``) instead of stored. mlp, resmlp and cnn (the rnn has one shared block;
+    the transformer's blocks are several matrices each).
     """
-    if cfg.arch not in ("mlp", "resmlp"):
-        raise ValueError(f"arch must be one of ['mlp', 'resmlp'] for per-block keys (dense blocks), got {cfg.arch!r}")
+    if cfg.arch not in KEYED_ARCHS:
+        raise ValueError(f"arch must be one of {list(KEYED_ARCHS)} for per-block keys, got {cfg.arch!r}")
     split = jax.random.split(jax.random.fold_in(key, 1), cfg.depth)
     return jax.vmap(lambda k: jax.random.fold_in(k, 0))(split)
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from typing import Any
 
 import jax
@@ -33,7 +34,7 @@ from gradjax.config import NetConfig
 from gradjax.empirical.gradients import grad_norms
 from gradjax.empirical.losses import loss_fn
 from gradjax.nn.ensemble import ensemble_params, seed_keys
-from gradjax.nn.stack import forward
+from gradjax.nn.stack import check_segment, forward, input_shape
 from gradjax.train.data import Dataset
 from gradjax.train.monitor import GradientFlowState, gradient_flow_monitor, gradient_flow_states
 from gradjax.train.optim import TrainConfig, make_clipper, make_optimizer, penalty
@@ -128,11 +129,12 @@ def minibatch_indices(key: jax.Array, t: jax.Array, n: int, batch: int) -> jax.A
 
 
 def kernel_norms(cfg: NetConfig, params: dict) -> jax.Array:
-    """(L,) Frobenius norm of each block kernel (rnn: the shared W, repeated L times)."""
+    """(L,) Frobenius norm of each block kernel (rnn: the shared W, repeated L times; cnn: the whole
+    (k,)·d + (N, N) convolution kernel)."""
     w = params["blocks"]["kernel"]
     if cfg.arch == "rnn":
         return jnp.broadcast_to(jnp.linalg.norm(w), (cfg.depth,))
-    return jnp.sqrt(jnp.sum(jnp.square(w), axis=(1, 2)))
+    return jnp.sqrt(jnp.sum(jnp.square(w), axis=tuple(range(1, w.ndim))))
 
 
 def monitored_optimizer(cfg: NetConfig, tc: TrainConfig) -> optax.GradientTransformation:
@@ -165,7 +167,7 @@ def _accuracy(y: jax.Array, labels: jax.Array, classification: bool) -> jax.Arra
     return jnp.mean((jnp.argmax(y, axis=-1) == labels).astype(y.dtype))
 
 
-def _seed_update(cfg, tc, loss, batch, params, opt_state, div, key, t, x, y):
+def _seed_update(cfg, tc, loss, batch, params, opt_state, div, key, t, x, y, segment=None):
     """One update of one seed, frozen if it has diverged (see module docstring)."""
     f = loss_fn(loss)
     n = x.shape[0]
@@ -176,7 +178,7 @@ def _seed_update(cfg, tc, loss, batch, params, opt_state, div, key, t, x, y):
         xb, yb = x[idx], y[idx]
 
     def objective(p):
-        data_loss = f(forward(cfg, p, xb), yb)
+        data_loss = f(forward(cfg, p, xb, segment=segment), yb)
         return data_loss + penalty(tc, p), data_loss
 
     (total, _), g = jax.value_and_grad(objective, has_aux=True)(params)
@@ -202,10 +204,10 @@ def _seed_update(cfg, tc, loss, batch, params, opt_state, div, key, t, x, y):
     )
 
 
-def _seed_eval(cfg, loss, params, x, y, x_test, y_test, classification):
+def _seed_eval(cfg, loss, params, x, y, x_test, y_test, classification, segment=None):
     """History row quantities of one seed: losses, accuracies, per-layer norms (engine + weights)."""
     f = loss_fn(loss)
-    gn = grad_norms(cfg, params, x, y, loss)
+    gn = grad_norms(cfg, params, x, y, loss, segment=segment)
     y_tr = forward(cfg, params, x)
     y_te = forward(cfg, params, x_test)
     return {
@@ -219,9 +221,9 @@ def _seed_eval(cfg, loss, params, x, y, x_test, y_test, classification):
     }
 
 
-@functools.partial(jax.jit, static_argnames=("tc", "loss", "batch", "classification"))
+@functools.partial(jax.jit, static_argnames=("tc", "loss", "batch", "classification", "segment"))
 def _chunk(params, opt_state, div, keys, t0, length, x, y, x_eval, y_eval, x_test, y_test, cfg, *, tc, loss, batch,
-           classification):
+           classification, segment=None):
     """``length`` updates of every seed, then one history row.
 
     ``length`` is a traced scalar (a ``fori_loop`` trip count), so the last, shorter chunk of a run
@@ -232,7 +234,7 @@ def _chunk(params, opt_state, div, keys, t0, length, x, y, x_eval, y_eval, x_tes
     def one_seed(p, s, d, key):
         def body(t, carry):
             p, s, d, _, fired, live = carry
-            p, s, d, stats, alive = _seed_update(cfg, tc, loss, batch, p, s, d, key, t, x, y)
+            p, s, d, stats, alive = _seed_update(cfg, tc, loss, batch, p, s, d, key, t, x, y, segment)
             return p, s, d, stats, fired + (stats["clipped"] & alive), live + alive
 
         last0 = {"grad_norm": jnp.zeros((), dt), "clipped_norm": jnp.zeros((), dt), "clipped": jnp.zeros((), bool),
@@ -240,7 +242,7 @@ def _chunk(params, opt_state, div, keys, t0, length, x, y, x_eval, y_eval, x_tes
         zero = jnp.zeros((), jnp.int32)
         p, s, d, last, fired, live = jax.lax.fori_loop(t0, t0 + length, body, (p, s, d, last0, zero, zero))
         row = {**last, "clip_fraction": (fired / jnp.maximum(live, 1)).astype(dt),
-               **_seed_eval(cfg, loss, p, x_eval, y_eval, x_test, y_test, classification)}
+               **_seed_eval(cfg, loss, p, x_eval, y_eval, x_test, y_test, classification, segment)}
         # A diverged seed's rows are NaN: its frozen parameters no longer describe the run.
         dead = d >= 0
         row = {k: (v if k == "clipped" else jnp.where(dead, jnp.nan, v)) for k, v in row.items()}
@@ -263,7 +265,25 @@ def compute_cfg(cfg: NetConfig) -> NetConfig:
     return cfg.with_(init="gaussian", sigma_w2=cfg.sigma_w2)
 
 
+#: Archs the loop trains (a transformer's token inputs have no loader yet).
+TRAINED_ARCHS = ("mlp", "resmlp", "rnn", "cnn")
+
+
+def data_input_size(cfg: NetConfig) -> int:
+    """Size of one data row the network reads: ``in_dim``, or H·W·in_dim flat pixels for a cnn."""
+    return math.prod(cfg.spatial) * cfg.in_dim if cfg.arch == "cnn" else cfg.in_dim
+
+
+def network_inputs(cfg: NetConfig, x: jax.Array) -> jax.Array:
+    """Data rows as the network takes them: a cnn's flat rows (n, H·W·in_dim), row-major with the channel
+    last (pixel (i, j), channel c at column (i·W + j)·in_dim + c, the layout of the digits images),
+    become feature maps (n, *spatial, in_dim); other archs' rows are returned as they are."""
+    return x.reshape(input_shape(cfg, x.shape[0])) if cfg.arch == "cnn" else x
+
+
 def _check_fit(cfg: NetConfig, data: Dataset) -> None:
+    if cfg.arch not in TRAINED_ARCHS:
+        raise ValueError(f"arch must be one of {list(TRAINED_ARCHS)} to train, got {cfg.arch!r}")
     if cfg.arch == "rnn":
         if data.seq_len is None:
             raise ValueError(f"arch='rnn' needs sequences x (n, T, in_dim), got data {data.name!r} with x {data.x_train.shape}")
@@ -271,18 +291,22 @@ def _check_fit(cfg: NetConfig, data: Dataset) -> None:
             raise ValueError(f"rnn depth must equal the sequence length T={data.seq_len} of {data.name!r}, got depth={cfg.depth}")
     elif data.seq_len is not None:
         raise ValueError(f"arch={cfg.arch!r} needs flat inputs x (n, in_dim), got {data.x_train.shape}; use arch='rnn'")
-    if cfg.in_dim != data.in_dim:
+    if data_input_size(cfg) != data.in_dim:
+        if cfg.arch == "cnn":
+            raise ValueError(f"in_dim × spatial size must equal the data's input size {data.in_dim} ({data.name!r}), "
+                             f"got in_dim={cfg.in_dim} with spatial={cfg.spatial}")
         raise ValueError(f"in_dim must equal the data's input size {data.in_dim} ({data.name!r}), got in_dim={cfg.in_dim}")
     if cfg.out_dim != data.out_dim:
         raise ValueError(f"out_dim must equal the data's output size {data.out_dim} ({data.name!r}), got out_dim={cfg.out_dim}")
 
 
 def train(cfg: NetConfig, tc: TrainConfig, data: Dataset, seeds=4, *, loss=None, eval_size: int = DEFAULT_EVAL_SIZE,
-          progress: bool = True) -> History:
+          progress: bool = True, segment: int | None = None) -> History:
     """Trains S networks at once and records their gradient flow.
 
     Args:
-      cfg: the network (in_dim/out_dim must match the data; rnn depth = sequence length).
+      cfg: the network (in_dim/out_dim must match the data; rnn depth = sequence length; cnn: the data's
+        flat rows hold H·W·in_dim pixels, see :func:`network_inputs`). Transformers are refused.
       tc: optimizer, clipping, regularization, schedule, steps, batch size, log interval.
       data: a :class:`gradjax.train.Dataset`.
       seeds: int S (keys 0..S−1), a list of ints, or a key array (S,).
@@ -290,6 +314,10 @@ def train(cfg: NetConfig, tc: TrainConfig, data: Dataset, seeds=4, *, loss=None,
         classification, mse for regression).
       eval_size: history rows use the first ``eval_size`` training and test examples.
       progress: show a tqdm bar (steps, live loss range across seeds, diverged count).
+      segment: None, or K dividing the depth: rematerialization — the updates differentiate
+        the blocks as L/K checkpointed segments (:func:`gradjax.nn.stack.forward`) and the history's
+        per-layer norms use the segmented walk (:func:`gradjax.empirical.grad_norms`): memory of the
+        block states ∝ L/K + K instead of L, the same numbers up to rounding.
 
     Returns:
       :class:`History` with rows every ``tc.log_every`` updates (and at ``tc.steps``).
@@ -301,6 +329,8 @@ def train(cfg: NetConfig, tc: TrainConfig, data: Dataset, seeds=4, *, loss=None,
 
     _check_fit(cfg, data)
     check_int("eval_size", eval_size)
+    if segment is not None:
+        check_segment(cfg, segment)
     if tc.batch_size is not None and tc.batch_size > len(data.x_train):
         raise ValueError(f"batch_size must be <= the {len(data.x_train)} training examples, got {tc.batch_size}")
     loss = data.loss if loss is None else loss
@@ -313,11 +343,11 @@ def train(cfg: NetConfig, tc: TrainConfig, data: Dataset, seeds=4, *, loss=None,
     div = jnp.full((s,), -1, jnp.int32)
     minibatch_keys = jax.vmap(lambda k: jax.random.fold_in(k, MINIBATCH_STREAM))(keys)
     dt = cfg.jnp_dtype
-    x, y = jnp.asarray(data.x_train, dt), jnp.asarray(data.y_train)
+    x, y = network_inputs(cfg, jnp.asarray(data.x_train, dt)), jnp.asarray(data.y_train)
     if not classification:
         y = y.astype(dt)
     x_eval, y_eval = x[:eval_size], y[:eval_size]
-    x_test = jnp.asarray(data.x_test[:eval_size], dt)
+    x_test = network_inputs(cfg, jnp.asarray(data.x_test[:eval_size], dt))
     y_test = jnp.asarray(data.y_test[:eval_size])
     if not classification:
         y_test = y_test.astype(dt)
@@ -328,7 +358,8 @@ def train(cfg: NetConfig, tc: TrainConfig, data: Dataset, seeds=4, *, loss=None,
         for length in lengths:
             params, opt_state, div, row = _chunk(
                 params, opt_state, div, minibatch_keys, jnp.asarray(t, jnp.int32), jnp.asarray(length, jnp.int32),
-                x, y, x_eval, y_eval, x_test, y_test, compute_cfg(cfg), tc=tc, loss=loss, batch=tc.batch_size, classification=classification)
+                x, y, x_eval, y_eval, x_test, y_test, compute_cfg(cfg), tc=tc, loss=loss, batch=tc.batch_size, classification=classification,
+                segment=segment)
             t += length
             rows.append(jax.tree.map(np.asarray, row))
             live = rows[-1]["loss"][np.isfinite(rows[-1]["loss"])]

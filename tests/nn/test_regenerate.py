@@ -12,9 +12,11 @@ from gradjax.nn.regenerate import tiled_kernel
 from gradjax.nn.stack import block_keys, init_params
 
 
-@pytest.mark.parametrize("arch", ["mlp", "resmlp"])
-def test_block_keys_give_the_stored_blocks(arch):
-    cfg = NetConfig(depth=5, width=6, arch=arch, sigma_b2=0.1)
+@pytest.mark.parametrize("arch,init", [("mlp", "gaussian"), ("resmlp", "gaussian"), ("cnn", "gaussian"),
+                                       ("cnn", "delta_orthogonal")])
+def test_block_keys_give_the_stored_blocks(arch, init):
+    extra = dict(spatial=(5, 3)) if arch == "cnn" else {}
+    cfg = NetConfig(depth=5, width=6, arch=arch, init=init, sigma_b2=0.1, **extra)
     key = jax.random.key(4)
     stored = init_params(cfg, key)["blocks"]
     drawn = jax.vmap(lambda k: init_block(cfg, k))(block_keys(cfg, key))
@@ -23,7 +25,7 @@ def test_block_keys_give_the_stored_blocks(arch):
 
 
 def test_block_keys_refuse_the_rnn():
-    with pytest.raises(ValueError, match="arch must be one of \\['mlp', 'resmlp'\\] for per-block keys"):
+    with pytest.raises(ValueError, match="arch must be one of \\['mlp', 'resmlp', 'cnn'\\] for per-block keys"):
         block_keys(NetConfig(depth=3, width=4, arch="rnn"), jax.random.key(0))
 
 

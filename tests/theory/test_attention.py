@@ -65,16 +65,20 @@ def test_pure_attention_collapses_doubly_exponentially():
     np.testing.assert_allclose((1 - rho[l + 1]) / (1 - rho[l]) ** 3, k, rtol=0.05)
 
 
-@pytest.mark.xfail(reason="statistical margin: with the current parameter sampler this check measures 0.110 vs theory 0.124 (11 %) against its bound 10 %; it passed with the earlier draws. Needs more seeds or a tolerance derived from the estimator's variance", strict=False)
 def test_scaled_residual_pre_layernorm_similarity_matches_theory_at_depth_64():
     # Noci et al. 2022 (arXiv:2206.03126): with branches scaled by α = 1/√L the similarity grows by O(1/L)
-    # per block and stays far from 1. Width 64, 8 tokens, tanh MLP, pre-layernorm, depth 64, 8 seeds × 4
-    # inputs: the seed mean within 10% of the mean-field prediction at depth 64.
+    # per block and stays far from 1. Width 64, 8 tokens, tanh MLP, pre-layernorm, depth 64, 256 seeds × 4
+    # inputs: the seed mean within 10% of the mean-field prediction at depth 64. One seed's similarity
+    # spreads by ≈ 0.03 (its weights are shared by its inputs), so 8 seeds leave a standard error of 9 %
+    # of the prediction; at 256 seeds it is ≈ 1.6 % (asserted), and the measured mean sits 6.6 % below
+    # the theory (0.1156 vs 0.1238): a finite-width offset of the mean over random attention matrices,
+    # > 3 standard errors, inside the bound.
     cfg = NetConfig(depth=64, width=64, arch="transformer", tokens=8, residual_scale="1/sqrt(L)", norm="layernorm",
                     norm_position="pre")
-    got = np.asarray(E.token_similarity(cfg, seeds=8, batch=4)).mean(0)
+    last = np.asarray(E.token_similarity(cfg, seeds=256, batch=4))[:, -1]
     th = np.asarray(T.token_similarity(cfg))
-    assert abs(got[-1] / th[-1] - 1) < 0.10, (got[-1], th[-1])
+    assert last.std(ddof=1) / math.sqrt(len(last)) < 0.025 * th[-1], last.std(ddof=1)
+    assert abs(last.mean() / th[-1] - 1) < 0.10, (last.mean(), th[-1])
     assert th[-1] < 0.5
 
 

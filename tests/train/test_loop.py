@@ -147,3 +147,32 @@ def test_mismatched_network_and_data_raise(digits):
         train(SMALL, tc.with_(batch_size=201), digits, progress=False)
     with pytest.raises(ValueError, match="loss"):
         train(SMALL, tc, digits, loss="hinge", progress=False)
+
+
+def test_cnn_trains_on_flat_digit_rows_and_checkpointed_segments_change_nothing(digits):
+    # The digits rows are 8×8 images, row-major: a cnn reads them as (n, 8, 8, 1) feature maps.
+    cfg = NetConfig(depth=4, width=4, arch="cnn", spatial=(8, 8), in_dim=1, out_dim=10, activation="tanh",
+                    sigma_w2=1.6, sigma_b2=0.05, init="delta_orthogonal", dtype="float64")
+    tc = TrainConfig(optimizer="momentum", learning_rate=0.05, momentum=0.9, steps=6, batch_size=16, log_every=3)
+    plain = train(cfg, tc, digits, seeds=2, progress=False)
+    seg = train(cfg, tc, digits, seeds=2, progress=False, segment=2)
+    for f in FIELDS_TS + FIELDS_TSL:
+        np.testing.assert_allclose(getattr(seg, f), getattr(plain, f), rtol=1e-9, atol=1e-12, err_msg=f)
+    # Independent: the final parameters' test accuracy on the images, and their kernels' norms.
+    x_test = jnp.asarray(digits.x_test).reshape(-1, 8, 8, 1)
+    for s in range(2):
+        p = jax.tree.map(lambda a: a[s], plain.params)
+        acc = np.mean(np.argmax(np.asarray(forward(cfg, p, x_test)), -1) == digits.y_test)
+        assert plain.accuracy[-1, s] == pytest.approx(acc, abs=1e-12)
+        k = np.asarray(p["blocks"]["kernel"])
+        np.testing.assert_allclose(plain.weight_norms[-1, s], np.sqrt((k**2).reshape(4, -1).sum(-1)), rtol=1e-12)
+
+
+def test_untrainable_archs_and_cnn_input_sizes_are_refused(digits):
+    tc = TrainConfig(steps=2, log_every=1)
+    with pytest.raises(ValueError, match="arch must be one of \\['mlp', 'resmlp', 'rnn', 'cnn'\\] to train"):
+        train(NetConfig(depth=2, width=8, arch="transformer", tokens=4, in_dim=16, out_dim=10), tc, digits, progress=False)
+    with pytest.raises(ValueError, match="in_dim × spatial size must equal the data's input size 64"):
+        train(NetConfig(depth=2, width=4, arch="cnn", spatial=(4, 4), in_dim=1, out_dim=10), tc, digits, progress=False)
+    with pytest.raises(ValueError, match="segment must be a positive int dividing depth=3"):
+        train(SMALL, tc, digits, progress=False, segment=2)
