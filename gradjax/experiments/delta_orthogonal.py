@@ -207,9 +207,12 @@ EXPERIMENT = Experiment(
         "cnn's spectrum is the orthogonal mlp's (free probability); per-mode depth scales ξ_p stored per cell."
     ),
     sizes={
-        "tiny": _grid((4,), 2, width=4, batch=4),
-        "quick": _grid((16, 64), 4, width=16, batch=8),
-        "full": _grid((1000, 10000), 16, width=128, batch=32),
+        "tiny": _grid((4,), 2, width=4, batch=4, steps=4, log_every=2, train_batch=16, train_chunk=2,
+                      learning_rate=0.01),
+        "quick": _grid((16, 64), 8, width=16, batch=8, steps=200, log_every=50, train_batch=64, train_chunk=8,
+                       learning_rate=0.01),
+        "full": _grid((1000, 10000), 16, width=128, batch=32, steps=2000, log_every=250, train_batch=128,
+                      train_chunk=2, learning_rate=0.01),
     },
     theory=theory, measure=measure, plot=plot, agreement=agreement,
     bytes_per_seed=lambda cell: 8 * cell["depth"] * (9 * cell["width"] ** 2 + 4 * cell["batch"] * 64 * cell["width"]),
