@@ -12,6 +12,7 @@ import pytest
 import gradjax.empirical as E
 import gradjax.theory as T
 from gradjax import NetConfig
+from gradjax.experiments.finite_width import std_relative_error
 
 
 def _defaults(fn):
@@ -57,28 +58,34 @@ NETS = {  # NetConfig fields: relu (He), critical tanh, chaotic tanh
 SPREAD_CASES = [(net, b) for net in NETS for b in (1, 8, 64)]
 
 
-def _spread_and_drift(net, batch, depth=20, width=64, seeds=64):
-    """Measured std and mean of log10‖δ_1‖/‖δ_L‖ across seeds, and the theory's spread and drift."""
+def _spread_and_drift(net, batch, depth=20, width=64, seeds=256):
+    """Measured std, its relative standard error, mean minus mean field and the mean's standard error of
+    log10‖δ_1‖/‖δ_L‖ across seeds; the theory's spread and drift."""
     cfg = NetConfig(depth=depth, width=width, **NETS[net])
-    rel = np.asarray(E.gradient_profile(cfg, seeds=seeds, batch=batch, seed_batch=16).relative(), float)[:, 0]
+    rel = np.asarray(E.gradient_profile(cfg, seeds=seeds, batch=batch, seed_batch=64).relative(), float)[:, 0]
     mf = float(T.gradient_profile(cfg, batch=batch, finite_width=False)[0])
     fw = float(T.gradient_profile(cfg, batch=batch, finite_width=True)[0])
-    return rel.std(ddof=1), rel.mean() - mf, rel.std(ddof=1) / np.sqrt(seeds), float(T.gradient_spread(cfg, batch=batch)[0]), fw - mf
+    sd = rel.std(ddof=1)
+    return (sd, std_relative_error(rel), rel.mean() - mf, sd / np.sqrt(seeds), float(T.gradient_spread(cfg, batch=batch)[0]),
+            fw - mf)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("net,batch", [
-    pytest.param("relu-he", 64, marks=pytest.mark.xfail(reason="statistical margin: with the current parameter sampler this check measures a spread 27 % from the prediction against its bound 25 %; it passed with the earlier draws. Needs more seeds or a tolerance derived from the estimator's variance", strict=False)),
-    ("tanh-chaotic", 8), ("tanh-critical", 8)])
+@pytest.mark.parametrize("net,batch", [("relu-he", 64), ("tanh-chaotic", 8), ("tanh-critical", 8)])
 def test_finite_width_spread_and_drift_at_batch_b(net, batch):
-    # L = 20, N = 64, 64 seeds, projection loss (float32). Spread: within 25% (the std of a std from 64
-    # seeds is ≈ 9%). Drift (seed mean minus mean field): within 25% of the prediction plus two standard
-    # errors of the measured mean (the drift is a few hundredths of a decade here, its standard error
-    # ≈ 0.01–0.02). Measured (this machine): relu B=64 spread 0.144 vs 0.120, drift −0.073 ± 0.018 vs
-    # −0.033; tanh chaotic B=8 0.157 vs 0.159, −0.032 ± 0.020 vs −0.050; tanh critical B=8 0.087 vs
-    # 0.100, −0.010 ± 0.011 vs −0.020. The full grid (B ∈ {1, 8, 64}, N ∈ {64, 256}) is the
-    # ``finite-width`` experiment's quick run and agreement rows.
-    sd, drift, se, sd_th, drift_th = _spread_and_drift(net, batch)
+    # L = 20, N = 64, 256 seeds, projection loss (float32). Spread within 25% of the prediction; the standard
+    # error of a std from S = 256 seeds is ½√(2/(S−1) + γ₂/S) ≈ 4.5% (asserted below), so a miss is the
+    # theory's, not the seeds'. Drift (seed mean minus mean field) within 25% of the prediction plus two
+    # standard errors of the measured mean (sd/√S ≈ 0.005–0.008: the drift is a few hundredths of a decade).
+    # Reference values, 2048 seeds (one-off, the same statistic): relu B=64 spread 0.130 ± 0.002 vs 0.119
+    # predicted, drift −0.047 ± 0.003 vs −0.033 — the shared forward/backward weights, left out by the
+    # theory (gradjax.theory.gradients, module docstring); the same statistic with jax.random.normal
+    # parameters: 0.133 ± 0.002, −0.052 ± 0.003. 1024 seeds, B = 8: critical tanh 0.086 ± 0.002 vs 0.100
+    # (−14%), drift −0.018 ± 0.003 vs −0.020; chaotic tanh 0.148 ± 0.003 vs 0.159 (−7%), drift −0.031 ± 0.005
+    # vs −0.050.
+    # The full grid (B ∈ {1, 8, 64}, N ∈ {64, 256}) is the ``finite-width`` experiment's quick run.
+    sd, sd_rel_se, drift, se, sd_th, drift_th = _spread_and_drift(net, batch)
+    assert 4 * sd_rel_se < 0.25, sd_rel_se  # the bound is ≥ 4 standard errors of the measured spread
     assert abs(sd / sd_th - 1) < 0.25, (sd, sd_th)
     assert abs(drift - drift_th) < 0.25 * abs(drift_th) + 2 * se, (drift, drift_th, se)
     # the batch matters: the one-input prediction would be far off (≥ 1.8× the measured spread here)

@@ -141,27 +141,36 @@ def test_slope_matches_simulation_at_width_1024(kw, batch):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="statistical margin: with the current parameter sampler this check measures a gap of 0.039 against its bound 0.033; it passed with the earlier draws. Needs more seeds or a tolerance derived from the estimator's variance", strict=False)
 def test_finite_width_drift_and_spread():
-    # Chaotic tanh, per-example norms, 32 seeds × 4 examples, depth 16, widths 128 and 512.
-    # The mean log-norm slope sits below ½ log10 χ₁ at finite width and the gap shrinks with N;
-    # Hanin's drift (finite_width=True) predicts it, and gradient_spread predicts the std across seeds.
-    gaps, gaps_fw = [], []
-    for n in (128, 512):
-        cfg = NetConfig(depth=16, width=n, sigma_w2=4.0, sigma_b2=0.05, dtype="float32")
-        y = simulate_log_norms(cfg, seeds=32, batch=4, chunk=8)
-        rel = y - y[..., -1:]
-        m = rel.mean((0, 1))
-        c64 = cfg.with_(dtype="float64")
-        s_mc = _slope(m, 0, 15)
-        gaps.append(abs(s_mc / _slope(np.asarray(T.gradient_profile(c64, finite_width=False)), 0, 15) - 1))
-        gaps_fw.append(abs(s_mc / _slope(np.asarray(T.gradient_profile(c64, batch=1, finite_width=True)), 0, 15) - 1))
-        # std over seeds of log10(‖δ_l‖/‖δ_L‖), averaged over the 4 examples: within 15% at l = 1, 9
-        sd = rel.std(0).mean(0)
-        sp = np.asarray(T.gradient_spread(c64, batch=1))  # per-example norms: one input per ratio
-        assert_allclose(sd[[0, 8]], sp[[0, 8]], rtol=0.15)
-    assert gaps[1] < gaps[0]          # measured: 4.3% at N = 128, 1.6% at N = 512
-    assert gaps_fw[0] < gaps[0] and gaps_fw[1] < 0.02
+    # Chaotic tanh (σ_w² = 4, σ_b² = 0.05), per-example norms (one input per ratio: batch=1 in the theory),
+    # 128 seeds × 4 examples, depth 16, width 128, float32.
+    # Spread: the std over seeds of log10‖δ_l‖/‖δ_L‖ per example, averaged over the 4 examples, within
+    # max(15%, 2 standard errors) of gradient_spread at l = 1 and 9. The standard error of that average is
+    # at most the mean of the examples' own, ½√(2/(S−1) + γ₂/S) each (γ₂: excess kurtosis), ≈ 6–7% at S = 128.
+    # One-off with 256 seeds: measured/predicted 1.013 (l = 1) and 1.016 (l = 9).
+    # Drift: the mean over seeds and examples minus the mean-field value at l = 1 within 25% of the
+    # predicted drift (finite_width=True minus False) plus two standard errors of the mean (from the
+    # per-seed example means, so the examples' correlation through the shared weights is counted), and
+    # mean field alone more than three standard errors away. One-off, 256 seeds: the fitted slope of the
+    # mean profile is −0.0613 per layer against −0.0609 (finite width) and −0.0654 (mean field).
+    from gradjax.experiments.finite_width import std_relative_error
+
+    S = 128
+    cfg = NetConfig(depth=16, width=128, sigma_w2=4.0, sigma_b2=0.05, dtype="float32")
+    y = simulate_log_norms(cfg, seeds=S, batch=4, chunk=16)
+    rel = y - y[..., -1:]  # (S, 4, L)
+    c64 = cfg.with_(dtype="float64")
+    sd = rel.std(0, ddof=1).mean(0)
+    sp = np.asarray(T.gradient_spread(c64, batch=1))
+    for l in (0, 8):
+        se = np.mean([std_relative_error(rel[:, b, l]) for b in range(4)])
+        assert abs(sd[l] / sp[l] - 1) < max(0.15, 2 * se), (l, sd[l], sp[l], se)
+    mf = float(T.gradient_profile(c64, finite_width=False)[0])
+    drift_th = float(T.gradient_profile(c64, batch=1, finite_width=True)[0]) - mf
+    per_seed = rel[:, :, 0].mean(1)
+    drift, se = per_seed.mean() - mf, per_seed.std(ddof=1) / np.sqrt(S)
+    assert abs(drift - drift_th) < 0.25 * abs(drift_th) + 2 * se, (drift, drift_th, se)
+    assert abs(drift) > 3 * se, (drift, se)
 
 
 def test_profile_models_only_the_projection_loss():
