@@ -37,7 +37,7 @@ import gradjax.empirical
 import gradjax.theory
 import gradjax.train
 from gradjax.config import NetConfig
-from gradjax.experiments import figures
+from gradjax.experiments import estimates, figures
 from gradjax.experiments.registry import AgreementRow, Experiment, Grid
 from gradjax.experiments.sweep import per_device
 from gradjax.nn.ensemble import ensemble_params
@@ -49,6 +49,10 @@ ADDING_BASELINE = 1.0 / 12.0
 NO_CLIP = "none"
 #: Adding problem: (value, marker) per step in, one number out.
 _IN_DIM, _OUT_DIM = 2, 1
+#: The mean field's allowance on the growth rate (log10 per step) at the quick width: one W shared by
+#: every step is not modelled at finite width. Measured at width 32, 64 seeds: median 0.125 ± 0.003
+#: against 0.131 (the same with jax.random.normal draws: 0.126).
+MEAN_FIELD_TOL = 0.02
 #: Examples measuring the gradient profile at initialization (the first ones of the training set).
 _PROFILE_BATCH = 256
 
@@ -224,11 +228,15 @@ def agreement(results):
     rate = _rates(results)
     first = results.isel(clip_norm=0)
     start, stop = _fit_window(results.sizes["layer"])
+    se = estimates.bootstrap_error(np.median, rate)
+    s = int(np.isfinite(rate).sum())
     return [AgreementRow(
         quantity="gradient growth per time step at init (log10) vs ½ log10 χ₁",
         where=f"tanh RNN, σ_w²={p['sigma_w2']}, T={p['seq_len']}", theory=float(first.rate_theory),
-        measured=float(np.nanmedian(rate)), tolerance=0.02, metric="absolute",
-        note=f"width {p['width']}, {results.sizes['seed']} seeds, fit over steps {start + 1}..{stop}")]
+        measured=float(np.nanmedian(rate)), tolerance=estimates.statistical_tolerance(se, s, MEAN_FIELD_TOL),
+        metric="absolute",
+        note=f"width {p['width']}, median of the seeds' rates (bootstrap SE), fit over steps {start + 1}..{stop}; "
+             f"{estimates.tolerance_note(se, s, MEAN_FIELD_TOL, 'for the mean field at this width')}")]
 
 
 def _grid(clips, seeds, **params):

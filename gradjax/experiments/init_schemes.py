@@ -39,9 +39,14 @@ Measured across seeds (``gradjax.empirical``), theory beside it (``gradjax.theor
    trained on digits (``gradjax.train``, SGD with momentum, ``train_steps`` updates, batch 64) and
    the same histograms are drawn after training, with the test accuracy in the panel titles.
 
-Known deviations (quick run: width 64, 8 seeds, L = 50): the mean squared singular value is a mean
-over N·S = 512 values of a law whose relative variance grows like L, so it is dominated by rare
-values — relu/orthogonal measures −0.32 decades against 0 and tanh/large +0.45 against the theory.
+The mean squared singular value of one network is heavy-tailed across networks (relu at L = 50,
+N = 64: log10 of it has a standard deviation of 0.64 decades, measured over 400 seeds, the same with
+``jax.random.normal`` draws), so a plain mean over 8 seeds falls short of the ensemble mean in most
+draws. The agreement row takes the log-normal estimate over the seeds (``estimates.log_normal_mean``)
+with a tolerance of 3 of its standard errors; for relu the theory is exact at any width (a unit's sign
+flip maps W to an equally likely W), so that is the whole tolerance; tanh adds 0.3 decades for the
+mean field. All i.i.d. normal schemes share one unit draw (they differ by a scale), so their relu
+rows move together.
 
 References:
   Glorot & Bengio 2010, "Understanding the difficulty of training deep feedforward neural networks" (AISTATS).
@@ -67,7 +72,7 @@ import gradjax.empirical
 import gradjax.theory
 import gradjax.train
 from gradjax.config import NetConfig
-from gradjax.experiments import figures
+from gradjax.experiments import estimates, figures
 from gradjax.experiments.registry import AgreementRow, Experiment, Grid
 from gradjax.experiments.sweep import per_device
 from gradjax.nn import forward, get_activation, init_params
@@ -84,7 +89,7 @@ SV_FLOOR = 6.0  # decades below each seed's largest singular value counted in th
 SPECTRUM_POINTS = 400  # λ points of the theory density kept per cell
 SPECTRUM_BINS = 30
 # Agreement tolerances: profile slope (log10/layer) 10 % of theory + 0.005; log10 of the mean squared
-# singular value 0.3 decades (a mean over N·S values of a heavy-tailed law at depth ≤ 50).
+# singular value: 3 standard errors of its estimate, combined for tanh with 0.3 decades for the mean field.
 SLOPE_REL, SLOPE_ABS, SPECTRUM_TOL = 0.10, 0.005, 0.3
 
 
@@ -398,14 +403,28 @@ def agreement(results):
                 quantity="fitted slope of log10‖δ_l‖ per layer", where=where, theory=th,
                 measured=float(gradjax.empirical.fitted_slope(meas)), tolerance=SLOPE_REL * abs(th) + SLOPE_ABS, metric="absolute",
                 note=f"width {p['width']}, {results.sizes['seed']} seeds, median profile; tolerance 10% + 0.005"))
-            sv = sub["log10_sv"].values
-            sv = sv[np.isfinite(sv)]
-            rows.append(AgreementRow(
-                quantity="log10 mean σ² of ∂h_L/∂h_0", where=where,
-                theory=float(sub["spectrum_log10_mean_theory"]), measured=float(np.log10(np.mean(10.0 ** (2 * sv)))),
-                tolerance=SPECTRUM_TOL, metric="absolute",
-                note=f"pooled over {results.sizes['seed']} seeds × N; theory ∏ σ_w²E φ′² along the q-trajectory; ±0.3 decades"))
+            rows.append(_spectrum_row(sub, act, where, p["width"]))
     return rows
+
+
+def _spectrum_row(sub, activation: str, where: str, width: int) -> AgreementRow:
+    """log10 E[mean σ²] of ∂h_L/∂h_0: the log-normal estimate over the seeds against ∏ f_l.
+
+    relu (σ_b² = 0, Gaussian or Haar weights) is exact at any width: a unit's sign flip maps W to an
+    equally likely W and swaps its φ′ between 0 and 1, so E‖u D W‖² = (σ_w²/2)‖u‖² per block
+    whatever came before — the tolerance is the sampling error alone. tanh is mean field (finite-width
+    corrections not modelled): :data:`SPECTRUM_TOL` decades for the model, combined with it.
+    """
+    per_seed = estimates.log10_mean_square(sub["log10_sv"].transpose("seed", "sv").values)
+    est, se = estimates.log_normal_mean(per_seed)
+    model = 0.0 if activation == "relu" else SPECTRUM_TOL
+    s = int(np.isfinite(per_seed).sum())
+    why = "relu: exact at any width" if model == 0 else "decades of mean field"
+    return AgreementRow(
+        quantity="log10 mean σ² of ∂h_L/∂h_0", where=where, theory=float(sub["spectrum_log10_mean_theory"]),
+        measured=est, tolerance=estimates.statistical_tolerance(se, s, model), metric="absolute",
+        note=(f"width {width}: log-normal estimate of log10 E[(1/N) Σσ²] over the seeds; theory ∏ σ_w²E φ′² "
+              f"along the q-trajectory; {estimates.tolerance_note(se, s, model, why)}"))
 
 
 def _grid(activations, schemes, depths, seeds, **params):
@@ -423,8 +442,9 @@ EXPERIMENT = Experiment(
         "geometric-mean q of the trajectory: an approximation for tanh at σ_w² ≤ 1, whose q drifts to 0 like "
         "1/l). Histograms and training at the smallest depth; gradients drawn as log10|δ_l| relative to the top "
         "layer's rms. The quick size does not train (twelve more compiled training programs do not fit its "
-        "two CPU minutes): its histograms are at initialization only. Known deviations: the mean σ² is a mean of a "
-        "heavy-tailed law over N·S values (relu/orthogonal −0.32, tanh/large +0.45 decades at L=50). Profiles "
+        "two CPU minutes): its histograms are at initialization only. The mean σ² of one network is heavy-tailed "
+        "across networks (relu, L=50, N=64: 0.64 decades of spread): compared as a log-normal estimate over the "
+        "seeds with 3 standard errors of tolerance (relu: exact at any width). Profiles "
         "use the projection loss ⟨y,t⟩/B, the loss the mean field models."
     ),
     sizes={
