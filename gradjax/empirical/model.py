@@ -17,10 +17,17 @@ a copy, not on the path to the loss) or ``Module.perturb`` (needs a call inside 
 the model's code and its instances are never modified — the copy is discarded after the trace —
 and any structure (lists, nested blocks, shared modules, batch norm, attention) goes through.
 
-Magnitudes: cotangents are plain autodiff (no per-block log-scale walk: a user model is not known
-to be a sequence of blocks), so a network whose gradient overflows the working precision gives
-inf/nan where the zoo's walker would stay finite; norms of finite gradients are taken with the
-overflow-safe :func:`gradjax.empirical.propagate.log10_norm`.
+Magnitudes: where the selected layers form a chain — every path of the forward pass from one
+selected output to the model's output passes through the next, as for whole blocks of a ResNet or a
+transformer, or every Linear of a plain MLP — the taps are log-scaled
+(:mod:`gradjax.empirical.chain`): backward, each normalizes the cotangent arriving at it to unit norm
+and hands out log10 of that norm through the cotangent of a scalar input, so one reverse pass gives
+log10 ‖δ_l‖ as a sum of per-tap log-factors, finite where plain autodiff would overflow to inf or
+underflow to 0 (the zoo walker's (unit tensor, log-scale) carried from block to block). Whether the
+selection is a chain is read off the jaxpr of the forward pass (a dependence-graph test that may
+refuse a chain but never accepts a non-chain). Taps inside residual branches are no chain (the skip
+path bypasses them): there, and wherever ``log_scale=False``, cotangents are plain autodiff, whose
+norms are taken with the overflow-safe :func:`gradjax.empirical.propagate.log10_norm`.
 
 Seeds: seed k builds ``make_model(nnx.Rngs(k))`` inside the measured function (its
 ``nnx.split`` state, then ``nnx.merge`` per evaluation), run seed by seed or vmapped and chunked
@@ -46,6 +53,7 @@ from flax import nnx
 from gradjax._validate import check_choice, check_int, check_real
 from gradjax.config import DTYPES, NetConfig
 from gradjax.empirical._seeds import data_key, map_seeds, normal_draw
+from gradjax.empirical.chain import dataflow, first_break, log_scale_tap, scale_dtype, scaled_at, scales_from_top
 from gradjax.empirical.activations import SATURATION_THRESHOLD, ActivationStats
 from gradjax.empirical.gradients import GradNorms
 from gradjax.empirical.jacobians import (DEFAULT_LANCZOS_K, DEFAULT_SLQ_PROBES, METHODS, SpectralQuadrature,
@@ -99,19 +107,22 @@ def select_modules(model: nnx.Module, layers) -> tuple[tuple, ...]:
 class _Tape:
     """What one tapped forward pass records, in call order."""
 
-    def __init__(self, where: dict, eps):
-        self.where, self.eps, self.outs, self.paths = where, eps, [], []
+    def __init__(self, where: dict, eps, scales=None):
+        self.where, self.eps, self.scales, self.outs, self.paths = where, eps, scales, [], []
 
     def record(self, module, out):
         path = self.where[id(module)]
         if not isinstance(out, jax.Array):
             raise TypeError(f"layer {path_label(path)} returns {type(out).__name__}, not one array: "
                             "select modules whose output is a single array")
-        if self.eps is not None:
-            i = len(self.outs)
-            if i >= len(self.eps):
+        i = len(self.outs)
+        for given in (self.eps, self.scales):
+            if given is not None and i >= len(given):
                 raise ValueError("the selected layers were called more often than when their shapes were traced")
+        if self.eps is not None:
             out = out + self.eps[i]
+        if self.scales is not None:
+            out = log_scale_tap(out, self.scales[i])
         self.outs.append(out)
         self.paths.append(path)
         return out
@@ -132,7 +143,7 @@ def _tapped_class(cls: type) -> type:
     return type(cls.__name__, (cls,), {"__call__": __call__, "__module__": cls.__module__})
 
 
-def tapped_apply(graphdef, states: tuple, paths: tuple, x: jax.Array, eps=None):
+def tapped_apply(graphdef, states: tuple, paths: tuple, x: jax.Array, eps=None, scales=None):
     """Runs a fresh copy of the model with taps on the modules at ``paths``.
 
     Args:
@@ -140,6 +151,9 @@ def tapped_apply(graphdef, states: tuple, paths: tuple, x: jax.Array, eps=None):
       paths: module paths (:func:`select_modules`).
       x: the model's input.
       eps: None (record only) or a tuple of perturbations, one per tapped call, added to its output.
+      scales: None or a tuple of scalars s_l, one per tapped call: each output then passes through
+        :func:`gradjax.empirical.chain.log_scale_tap` (unit cotangents below it, log10 of the
+        cotangent's norm as the cotangent of s_l).
 
     Returns:
       ``(y, outs, tap_paths)``: the model's output, the tapped outputs h_l (perturbed) in call order,
@@ -152,7 +166,7 @@ def tapped_apply(graphdef, states: tuple, paths: tuple, x: jax.Array, eps=None):
         m = modules[path]
         m.__class__ = _tapped_class(type(m))
         where[id(m)] = path
-    tape = _Tape(where, eps)
+    tape = _Tape(where, eps, scales)
     stack = _ACTIVE.__dict__.setdefault("stack", [])
     stack.append(tape)
     try:
@@ -290,39 +304,153 @@ def _param_names(plan: TapPlan, params: dict) -> tuple[str, ...]:
 
 
 def model_grad_norms(model: nnx.Module, x: jax.Array, targets, loss=DEFAULT_LOSS, layers=DEFAULT_LAYERS, *,
-                     plan: TapPlan | None = None) -> GradNorms:
+                     plan: TapPlan | None = None, log_scale: bool | str = "auto") -> GradNorms:
     """Per-layer log10 gradient norms of ONE model on ``x``: :class:`GradNorms` with (L,) fields.
 
     ``hidden``: log10 ‖∂loss/∂h_l‖ (Frobenius over the whole tensor, batch included); ``params``:
     for every parameter name of the selected modules (``kernel``, ``bias``, ``scale``…), log10 of the
     norm of the gradient of that module's parameter at each call (nan where the module has none;
-    a module called twice reports its total gradient at both calls); ``weights`` / ``biases``:
-    ``params["kernel"]`` / ``params["bias"]``; ``input``: log10 ‖∂loss/∂x‖ (nan for integer x).
+    a module called twice reports its total gradient at both calls, or nan under log-scaled
+    cotangents); ``weights`` / ``biases``: ``params["kernel"]`` / ``params["bias"]``; ``input``:
+    log10 ‖∂loss/∂x‖ (nan for integer x).
+
+    Args:
+      log_scale: "auto" (default: log-scaled cotangents when the selected layers form a chain, plain
+        autodiff otherwise), True (log-scaled; ValueError when they do not form a chain) or False
+        (plain autodiff). See :mod:`gradjax.empirical.chain`.
     """
     plan = plan_of(model, x, layers) if plan is None else plan
     graphdef, params, rest = split_model(model)
-    return _grad_norms(graphdef, params, rest, plan, x, targets, loss_fn(loss))
+    chain = _resolve_log_scale(log_scale, lambda: chain_of(graphdef, params, rest, plan, x), plan, layers)
+    return _grad_norms(graphdef, params, rest, plan, x, targets, loss_fn(loss), chain)
 
 
-def _grad_norms(graphdef, params, rest, plan: TapPlan, x, targets, f) -> GradNorms:
+class Chain(NamedTuple):
+    """Which of a model's gradients the log-scaled taps measure exactly (hashable: a static argument).
+
+    Attributes:
+      broken: None when the selected layers form a chain, else ``(l, why)``: the first tap l whose
+        state reaches the output around tap l+1 (or that the test cannot see), and why.
+      params: ``(call index, parameter name)`` pairs whose gradient carries the log-scale of that
+        call (every path from the parameter to the output passes its tap, and no tap before).
+      input: whether ∂loss/∂x carries the log-scale of the first tap.
+    """
+
+    broken: tuple | None
+    params: frozenset
+    input: bool
+
+
+def _key_name(k):
+    for attr in ("key", "name", "idx"):
+        if hasattr(k, attr):
+            return getattr(k, attr)
+    return k
+
+
+def chain_of(graphdef, params, rest, plan: TapPlan, x) -> Chain:
+    """:class:`Chain` of a split model (arrays or ``jax.ShapeDtypeStruct``) on inputs like ``x``, from the
+    jaxpr of its forward pass (:func:`gradjax.empirical.chain.dataflow`; no FLOPs)."""
+    spec = lambda t: jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype), t)  # noqa: E731
+    eps = tuple(jax.ShapeDtypeStruct(s, d) for s, d in plan.shapes)
+
+    def forward(p, r, e, xx):
+        return tapped_apply(graphdef, (p, r), plan.modules, xx, e)[0]
+
+    args = (spec(params), spec(rest), eps, spec(x))
+    closed = jax.make_jaxpr(forward)(*args)
+    n_p, n_r = len(jax.tree.leaves(args[0])), len(jax.tree.leaves(args[1]))
+    flow = dataflow(closed, tuple(range(n_p + n_r, n_p + n_r + len(eps))))
+    leaf_paths = [tuple(_key_name(k) for k in kp) for kp, _ in jax.tree_util.tree_flatten_with_path(args[0])[0]]
+    ok = set()
+    broken = first_break(flow)
+    if broken is None:
+        for i, path in enumerate(plan.calls):
+            for pos, lp in enumerate(leaf_paths):
+                if len(lp) > len(path) and lp[:len(path)] == path and scaled_at(flow, flow.inputs[pos], i):
+                    ok.add((i, lp[len(path)]))
+    real_x = jnp.issubdtype(args[3].dtype, jnp.floating)
+    x_ok = broken is None and real_x and scaled_at(flow, flow.inputs[n_p + n_r + len(eps)], 0)
+    return Chain(broken, frozenset(ok), bool(x_ok))
+
+
+#: Accepted values of ``log_scale``.
+LOG_SCALE_CHOICES = ("auto", True, False)
+
+
+def _resolve_log_scale(log_scale, chain: Callable[[], Chain], plan: TapPlan, layers) -> Chain | None:
+    """The :class:`Chain` to measure with (log-scaled cotangents), or None (plain autodiff)."""
+    if not (log_scale is True or log_scale is False or (isinstance(log_scale, str) and log_scale == "auto")):
+        raise ValueError(f"log_scale must be one of {list(LOG_SCALE_CHOICES)}, got {log_scale!r}")
+    if log_scale is False:
+        return None
+    found = chain()
+    if found.broken is None:
+        return found
+    if log_scale == "auto":
+        return None
+    l, why = found.broken
+    after = f" (the next is {plan.labels[l + 1]})" if l + 1 < len(plan.labels) else ""
+    raise ValueError(
+        f"log_scale=True needs the selected layers to form a chain (every path from a selected layer's output "
+        f"to the model's output passes through the next selected layer), but with layers={layers!r} the layer "
+        f"{plan.labels[l]}{after} {why}: e.g. a skip connection around a layer inside a residual branch. Select "
+        f"whole blocks, or pass log_scale='auto' or False (plain autodiff)")
+
+
+def _chain_of_factory(make_model: ModelFactory, plan: TapPlan, x) -> Chain:
+    return chain_of(*split_model(nnx.eval_shape(lambda: make_model(nnx.Rngs(0)))), plan, x)
+
+
+def chain_break(make_model: ModelFactory, inputs, layers=DEFAULT_LAYERS) -> str | None:
+    """Why the layers that ``layers`` selects do not form a chain (log-scaled cotangents would be
+    wrong), or None when they do; read off ``make_model(nnx.Rngs(0))``'s traced forward pass."""
+    x = jnp.asarray(inputs)
+    plan = plan_taps(make_model, x, layers)
+    broken = _chain_of_factory(make_model, plan, x).broken
+    if broken is None:
+        return None
+    l, why = broken
+    return f"{plan.labels[l]} {why}" + (f" ({plan.labels[l + 1]})" if l + 1 < len(plan.labels) else "")
+
+
+def zero_scales(plan: TapPlan) -> tuple:
+    """Scalars s_l = 0, one per tapped call (:func:`gradjax.empirical.chain.scale_dtype`)."""
+    return tuple(jnp.zeros((), scale_dtype(d)) for _, d in plan.shapes)
+
+
+def _grad_norms(graphdef, params, rest, plan: TapPlan, x, targets, f, chain: Chain | None = None) -> GradNorms:
+    """Plain autodiff (``chain`` None) or log-scaled cotangents through the chain ``chain``."""
     real_x = jnp.issubdtype(x.dtype, jnp.floating)
 
-    def objective(p, eps, xx):
-        y, _, _ = tapped_apply(graphdef, (p, rest), plan.modules, xx, eps)
+    def objective(p, taps, xx):
+        kw = {"eps": taps} if chain is None else {"scales": taps}
+        y, _, _ = tapped_apply(graphdef, (p, rest), plan.modules, xx, **kw)
         return f(y, targets)
 
     argnums = (0, 1, 2) if real_x else (0, 1)
-    value, grads = jax.value_and_grad(objective, argnums=argnums)(params, zero_taps(plan), x)
+    taps = zero_taps(plan) if chain is None else zero_scales(plan)
+    value, grads = jax.value_and_grad(objective, argnums=argnums)(params, taps, x)
     g_params = nnx.to_pure_dict(grads[0])
-    hidden = jnp.stack([log10_norm(g) for g in grads[1]])
+    if chain is None:
+        hidden = jnp.stack([log10_norm(g) for g in grads[1]])
+    else:
+        hidden = scales_from_top(jnp.stack(grads[1]))
     nan = jnp.full((), jnp.nan, hidden.dtype)
+
+    def offset(i, name):  # log10 of the unit each gradient is measured in
+        return 0.0 if chain is None else (hidden[i] if (i, name) in chain.params else nan)
+
     per_name = {}
     for name in _param_names(plan, g_params):
         per_name[name] = jnp.stack([
-            log10_norm(_leaf(g_params, path)[name]).astype(hidden.dtype) if name in _leaf(g_params, path) else nan
-            for path in plan.calls])
+            log10_norm(_leaf(g_params, path)[name]).astype(hidden.dtype) + offset(i, name)
+            if name in _leaf(g_params, path) else nan for i, path in enumerate(plan.calls)])
     full_nan = jnp.full((len(plan.calls),), jnp.nan, hidden.dtype)
-    x_norm = log10_norm(grads[2]).astype(hidden.dtype) if real_x else nan
+    x_norm = nan
+    if real_x:
+        x_norm = log10_norm(grads[2]).astype(hidden.dtype) + (0.0 if chain is None else
+                                                              (hidden[0] if chain.input else nan))
     return GradNorms(hidden, per_name.get("kernel", full_nan), per_name.get("bias", full_nan), per_name, x_norm,
                      value)
 
@@ -467,16 +595,21 @@ def _per_seed_bytes(plan: TapPlan, x, factor: int = 4) -> int:
     return 2 * plan.state_bytes + factor * taps + 4 * x.size * x.dtype.itemsize
 
 
-def _grad_one(key, x, t, *, make_model, plan, loss):
+def _grad_one(key, x, t, *, make_model, plan, loss, chain):
     g, p, r = _seed_split(make_model, key)
     t = model_targets(plan, key, loss) if t is None else t
-    return _grad_norms(g, p, r, plan, x, t, loss_fn(loss))
+    return _grad_norms(g, p, r, plan, x, t, loss_fn(loss), chain)
 
 
 def model_gradient_profile(make_model: ModelFactory, seeds=8, inputs=None, targets=None, loss=DEFAULT_LOSS, *,
-                           layers=DEFAULT_LAYERS, max_bytes: int | None = None,
+                           layers=DEFAULT_LAYERS, log_scale: bool | str = "auto", max_bytes: int | None = None,
                            seed_batch: int | None = None) -> GradNorms:
     """Per-layer gradient norms of S models ``make_model(nnx.Rngs(k))`` at initialization.
+
+    Where the selected layers form a chain (every path from one selected layer's output to the model's
+    output passes through the next: whole blocks of a ResNet or a transformer, every Linear of a plain
+    MLP) the cotangents are log-scaled between them, so gradients far outside the working precision
+    still give finite log10 norms (:mod:`gradjax.empirical.chain`); otherwise plain autodiff.
 
     Args:
       make_model: ``make_model(rngs: nnx.Rngs) -> nnx.Module``; the module is called as ``model(x)``.
@@ -486,17 +619,26 @@ def model_gradient_profile(make_model: ModelFactory, seeds=8, inputs=None, targe
       loss: "projection" (default, ⟨y, t⟩/B) | "mse" | "xent" | a callable ``f(y, targets) -> scalar``
         on the model's output y.
       layers: which module outputs are the h_l (see module docstring); labels: :func:`layer_paths`.
+      log_scale: "auto" (default): log-scaled cotangents when the selected layers form a chain (tested
+        on the traced forward pass of ``make_model(nnx.Rngs(0))``, see :func:`chain_break`), plain
+        autodiff otherwise; True: log-scaled, ValueError when they do not form a chain; False: plain.
       max_bytes, seed_batch: as :func:`gradjax.empirical.gradient_profile`.
 
     Returns:
-      :class:`GradNorms` with (S, L) fields (log10), L the number of tapped calls.
+      :class:`GradNorms` with (S, L) fields (log10), L the number of tapped calls. Log-scaled, a
+      parameter shared between calls (or with a module outside the chain) reports nan.
+
+    Raises:
+      ValueError: ``log_scale`` not one of "auto", True, False; or True and the layers are no chain.
     """
     keys, x, plan = _prepare(make_model, seeds, inputs, layers)
     if isinstance(loss, str):
         loss_fn(loss)
+    chain = _resolve_log_scale(log_scale, lambda: _chain_of_factory(make_model, plan, x), plan, layers)
     t = None if targets is None else jnp.asarray(targets)
-    return map_seeds(_grad_one, (("make_model", make_model), ("plan", plan), ("loss", loss)), keys, (x, t),
-                     (None, None), per_seed_bytes=_per_seed_bytes(plan, x), max_bytes=max_bytes, seed_batch=seed_batch)
+    static = (("make_model", make_model), ("plan", plan), ("loss", loss), ("chain", chain))
+    return map_seeds(_grad_one, static, keys, (x, t), (None, None), per_seed_bytes=_per_seed_bytes(plan, x),
+                     max_bytes=max_bytes, seed_batch=seed_batch)
 
 
 def _stats_one(key, x, *, make_model, plan, what, activation):

@@ -138,9 +138,11 @@ def test_seed_k_equals_a_single_run_on_make_model_rngs_k():
     many = model_gradient_profile(_random_mlp, [4, 1, 7], x, t, seed_batch=1)
     for i, k in enumerate([4, 1, 7]):
         one = jax.jit(lambda: model_grad_norms(_random_mlp(nnx.Rngs(k)), x, t))()
-        # the same parameters and arithmetic; XLA may fuse the two programs differently: a few float32 ulps
-        np.testing.assert_allclose(many.hidden[i], one.hidden, rtol=4e-7)
-        np.testing.assert_allclose(many.weights[i], one.weights, rtol=4e-7)
+        # the same parameters and arithmetic; XLA may fuse the two programs differently: a few float32 ulps.
+        # The layers are a chain, so the values are log-scaled sums of per-layer log10 factors of O(1):
+        # their last-bit differences are absolute (a few ulps of 1, ~2e-7), also where the sum is near 0.
+        np.testing.assert_allclose(many.hidden[i], one.hidden, rtol=4e-7, atol=2.4e-7)
+        np.testing.assert_allclose(many.weights[i], one.weights, rtol=4e-7, atol=2.4e-7)
 
 
 class SqrtGate(nnx.Module):
