@@ -210,7 +210,7 @@ EXPERIMENT = Experiment(
     ),
     sizes={
         "tiny": _grid(("relu",), (4,), 2, skip={("relu", "plain", 4)}, width=16, batch=8),
-        "quick": _grid(("relu",), (10, 100), 8, width=128, batch=32),
+        "quick": _grid(("relu",), (10, 100), 16, width=128, batch=32),
         "full": _grid(("relu", "tanh"), (10, 100, 1000), 32, skip={("relu", "residual", 1000)}, width=512, batch=64),
     },
     theory=theory, measure=measure, plot=plot, agreement=agreement, bytes_per_seed=bytes_per_seed,
