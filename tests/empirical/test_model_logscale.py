@@ -55,7 +55,8 @@ def reference_log_norms(m: DeepMLP, x, t) -> np.ndarray:
     kernels = [f64(b.kernel[...]) for b in m.blocks] + [f64(m.readout.kernel[...])]
     for h, w in zip(hs[::-1], kernels[::-1]):
         deltas.append((deltas[-1] @ w.T) * dphi(h))
-    return np.log10([np.linalg.norm(d) for d in deltas[::-1]])
+    # ‖d‖ = max|d|·‖d/max|d|‖: the sum of squares of entries near 1e-170 would underflow even in float64
+    return np.array([np.log10(np.abs(d).max()) + np.log10(np.linalg.norm(d / np.abs(d).max())) for d in deltas[::-1]])
 
 
 def log_tolerance(depth: int, width: int, top: float) -> float:
