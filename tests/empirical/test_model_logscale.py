@@ -215,3 +215,23 @@ def test_log_scale_argument_is_validated():
     x, t = _data(4, 5, 3)
     with pytest.raises(ValueError, match=r"log_scale must be one of \['auto', True, False\], got 'yes'"):
         model_gradient_profile(_small, 2, x, t, log_scale="yes")
+
+
+class Looped(nnx.Module):
+    """Linear, a fori_loop of three tanh steps (one opaque equation to the chain test), Linear."""
+
+    def __init__(self, rngs: nnx.Rngs):
+        self.a = nnx.Linear(5, 6, rngs=rngs)
+        self.b = nnx.Linear(6, 3, rngs=rngs)
+
+    def __call__(self, x):
+        return self.b(jax.lax.fori_loop(0, 3, lambda i, h: jnp.tanh(h), self.a(x)))
+
+
+def test_a_loop_between_taps_keeps_the_chain():
+    x, t = _data(4, 5, 3)
+    assert chain_break(Looped, x) is None
+    m = Looped(nnx.Rngs(2))
+    log, plain = model_grad_norms(m, x, t, log_scale=True), model_grad_norms(m, x, t, log_scale=False)
+    for field in ("hidden", "weights", "biases", "input"):
+        np.testing.assert_allclose(getattr(log, field), getattr(plain, field), atol=1e-5, err_msg=field)
