@@ -28,6 +28,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -84,7 +85,16 @@ def _interleave(x0: jax.Array, x1: jax.Array) -> jax.Array:
 def random_bits(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
     """uint32 bits of ``shape``: element e is word e mod 2 of the cipher on block ⌊e/2⌋."""
     shape = tuple(int(d) for d in shape)
-    n = _check_size(shape)
+    _check_size(shape)
+    return _random_bits(key, shape)
+
+
+# One compiled program per (shape, key type): called outside jit (a network built eagerly, as
+# ``Network(cfg, rngs=...)`` is), the cipher's ~150 integer operations would otherwise be dispatched,
+# and compiled per shape, one by one. Integer arithmetic only, so jitted or not the bits are the same.
+@functools.partial(jax.jit, static_argnums=1)
+def _random_bits(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    n = math.prod(shape)
     k0, k1 = key_words(key)
     blocks = jax.lax.iota(jnp.uint32, (n + 1) // 2)
     x0, x1 = threefry2x32(k0, k1, jnp.zeros_like(blocks), blocks)
