@@ -25,15 +25,51 @@ def rtol_for(dtype) -> float:
     return 1e-8 if str(dtype) == "float64" else 5e-3
 
 
-# ---- per-test time and peak memory (opt-in: GRADJAX_TEST_PROFILE=path.jsonl) ------------------
+# ---- per-test time, CPU, compilations and peak memory (opt-in: GRADJAX_TEST_PROFILE=path.jsonl) ----
 # Linux resets a process's peak resident set (VmHWM) when "5" is written to /proc/self/clear_refs,
 # so the peak read after a test is that test's own high-water mark in its worker process (memory the
 # worker already held, e.g. compiled programs, is included: an upper bound on the test's own need).
+# Wall seconds depend on what else the machine runs; the process's CPU seconds (user + system, all
+# its threads) and the count and seconds of XLA compilations do not, so a run on a busy machine
+# still says what the suite costs: the sum of CPU seconds over the workers (and the subprocesses a
+# test runs, counted apart), divided by the number of cores, estimates the suite's wall time on an
+# idle machine.
 import json as _json  # noqa: E402
 import os as _os  # noqa: E402
+import resource as _resource  # noqa: E402
 import time as _time  # noqa: E402
 
 _PROFILE = _os.environ.get("GRADJAX_TEST_PROFILE")
+
+# jax.monitoring event names (jax/_src/dispatch.py, jax/_src/compiler.py). A backend compilation
+# that the persistent cache answers still reports its (short) duration, and a cache hit besides.
+_JAX_DURATIONS = {
+    "/jax/core/compile/jaxpr_trace_duration": "trace_seconds",
+    "/jax/core/compile/jaxpr_to_mlir_module_duration": "lower_seconds",
+    "/jax/core/compile/backend_compile_duration": "compile_seconds",
+}
+_JAX_COUNTS = {
+    "/jax/core/compile/backend_compile_duration": "compiles",
+    "/jax/compilation_cache/cache_hits": "cache_hits",
+}
+_counters = dict.fromkeys([*_JAX_DURATIONS.values(), *_JAX_COUNTS.values()], 0)
+
+
+def _on_duration(event, seconds, **_):
+    if event in _JAX_DURATIONS:
+        _counters[_JAX_DURATIONS[event]] += seconds
+    if event in _JAX_COUNTS:
+        _counters[_JAX_COUNTS[event]] += 1
+
+
+def _on_event(event, **_):
+    if event in _JAX_COUNTS:
+        _counters[_JAX_COUNTS[event]] += 1
+
+
+if _PROFILE:
+    jax.monitoring.register_event_duration_secs_listener(_on_duration)
+    jax.monitoring.register_event_listener(_on_event)
 
 
 def _status_bytes(field):
@@ -48,6 +84,11 @@ def _rss_bytes():
     return _status_bytes("VmRSS:")
 
 
+def _cpu_seconds(who=_resource.RUSAGE_SELF):
+    r = _resource.getrusage(who)
+    return r.ru_utime + r.ru_stime
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item, nextitem):
     if not _PROFILE:
@@ -59,12 +100,43 @@ def pytest_runtest_protocol(item, nextitem):
     except OSError:
         pass
     before = _rss_bytes()
-    t0 = _time.perf_counter()
+    counted = dict(_counters)
+    t0, c0, k0 = _time.perf_counter(), _cpu_seconds(), _cpu_seconds(_resource.RUSAGE_CHILDREN)
     yield
-    row = {"test": item.nodeid, "seconds": round(_time.perf_counter() - t0, 3), "rss_before": before,
+    row = {"test": item.nodeid, "seconds": round(_time.perf_counter() - t0, 3),
+           "cpu_seconds": round(_cpu_seconds() - c0, 3),
+           "child_cpu_seconds": round(_cpu_seconds(_resource.RUSAGE_CHILDREN) - k0, 3), "rss_before": before,
            "peak_rss": _status_bytes("VmHWM:"), "worker": _os.environ.get("PYTEST_XDIST_WORKER", "main")}
+    row.update({k: round(v - counted[k], 3) for k, v in _counters.items()})
     with open(_PROFILE, "a") as f:
         f.write(_json.dumps(row) + "\n")
+
+
+# ---- one compilation cache per test run, shared by its workers, removed at the end --------------
+# Tests compile the same XLA programs again and again: after the module-end release below, in both
+# workers, and in different tests with equal shapes. With JAX's persistent cache in a folder made
+# fresh for this run, a program compiled once is read back from disk by every later compilation of
+# it in the run. Nothing survives the run (the folder is removed at exit), so a change in the
+# library can never be hidden by a program compiled before it. GRADJAX_TEST_XLA_CACHE=off turns it
+# off (e.g. to measure what it saves).
+_XLA_CACHE_ENV = "GRADJAX_TEST_XLA_CACHE"
+
+
+def pytest_configure(config):
+    import shutil
+    import tempfile
+
+    where = _os.environ.get(_XLA_CACHE_ENV, "")
+    if where.lower() == "off":
+        return
+    if "PYTEST_XDIST_WORKER" not in _os.environ:  # the controller (or a serial run) makes the folder
+        where = tempfile.mkdtemp(prefix="gradjax-test-xla-")
+        _os.environ[_XLA_CACHE_ENV] = where  # workers are started after this and inherit it
+        config.add_cleanup(lambda: shutil.rmtree(where, ignore_errors=True))
+    if where:
+        jax.config.update("jax_compilation_cache_dir", where)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)  # every program
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)  # whatever its size
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -77,6 +149,7 @@ def _release_compiled_programs():
     """
     yield
     _release()
+    _floor["rss"] = _rss_bytes()
 
 
 def _release():
@@ -96,13 +169,20 @@ def _release():
 
 # A worker that runs a long module accumulates compiled programs between the module-end releases
 # above (tests/empirical/test_jacobians.py alone grew one process to 2.1 GB, each test's own need
-# ≤ 0.4 GB). Past this resident size the programs are dropped after the test as well.
-_RELEASE_ABOVE_BYTES = 1_200_000_000
+# ≤ 0.4 GB). When the resident size has grown this much past what it was after the last release,
+# the programs are dropped after the test as well. Growth, not an absolute size: a worker whose
+# resident floor has crept up (heap fragmentation, imported modules) would otherwise release, and
+# recompile everything, after every single test while freeing nothing.
+_RELEASE_GROWTH_BYTES = 900_000_000
+_floor = {"rss": None}
 
 
 @pytest.fixture(autouse=True)
 def _bound_worker_memory():
+    if _floor["rss"] is None:
+        _floor["rss"] = _rss_bytes()
     yield
     rss = _rss_bytes()
-    if rss is not None and rss > _RELEASE_ABOVE_BYTES:
+    if rss is not None and _floor["rss"] is not None and rss > _floor["rss"] + _RELEASE_GROWTH_BYTES:
         _release()
+        _floor["rss"] = _rss_bytes()
