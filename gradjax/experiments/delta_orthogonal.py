@@ -167,7 +167,6 @@ def plot(results, out_dir):
         final = results.accuracy.sel(init=init).isel(step=-1).transpose("seed", "depth")
         figures.median_band(ax, depths, final, color=cmap[init], label=init)
     ax.axhline(0.1, color="0.6", linestyle=":", linewidth=0.8, label="chance")
-    ax.set_xscale("log")
     ax.set_xticks(depths, [str(d) for d in depths])
     ax.set_ylim(0.0, 1.0)
     ax.set_xlabel("depth L")
