@@ -108,7 +108,7 @@ def test_the_catalog_lists_every_experiment_module_once():
     import gradjax.experiments
 
     modules = {m.name for m in pkgutil.iter_modules(gradjax.experiments.__path__)}
-    infrastructure = {"catalog", "registry", "sweep", "figures", "flow_figures", "report", "hosts"}
+    infrastructure = {"catalog", "registry", "sweep", "figures", "flow_figures", "report", "hosts", "estimates"}
     assert {n.replace("-", "_") for n in catalog.names()} == modules - infrastructure
     assert len(set(catalog.names())) == len(catalog.EXPERIMENTS)
 
