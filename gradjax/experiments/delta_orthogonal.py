@@ -50,6 +50,7 @@ import gradjax.train
 from gradjax.config import NetConfig
 from gradjax.experiments import figures
 from gradjax.experiments.registry import AgreementRow, Experiment, Grid
+from gradjax.experiments.estimates import mean_error
 from gradjax.experiments.sweep import per_device
 from gradjax.theory.conv import input_covariance
 from gradjax.train.data import load_digits
@@ -182,7 +183,7 @@ def _slope_row(sub, init: str, d: int, note: str) -> AgreementRow:
     theory plus 3 standard errors of that mean (seeds are independent networks)."""
     t = float(gradjax.empirical.fitted_slope(sub["grad_theory"].values[:d]))
     per_seed = np.asarray(gradjax.empirical.fitted_slope(_relative(sub, d)))
-    se = float(np.std(per_seed, ddof=1) / np.sqrt(len(per_seed)))
+    se = mean_error(per_seed)
     return AgreementRow(quantity="fitted slope of log10‖δ_l‖ per layer", where=f"{init}, L={d}", theory=t,
                         measured=float(np.mean(per_seed)), tolerance=REL_TOL * abs(t) + SE_MULTIPLE * se,
                         metric="absolute", note=f"{note}; seed s.e. {se:.2g}, tolerance 10% + {SE_MULTIPLE:g} s.e.")
@@ -194,7 +195,7 @@ def _sv2_row(sub, init: str, d: int, width: int) -> AgreementRow:
     w = sub["sv_weights"].transpose("seed", "node").values
     per_seed = np.sum(w * np.where(np.isfinite(nodes), 10.0 ** (2 * nodes), 0.0), axis=-1)
     m = float(np.mean(per_seed))
-    se = float(np.std(per_seed, ddof=1) / np.sqrt(len(per_seed)) / (m * np.log(10)))
+    se = mean_error(per_seed) / (m * np.log(10))
     return AgreementRow(
         quantity="log10 E σ² of ∂h_L/∂h_0", where=f"{init}, L={d}", theory=float(sub["log10_sv2_mean_theory"].values),
         measured=float(np.log10(m)), tolerance=SE_MULTIPLE * se, metric="absolute",

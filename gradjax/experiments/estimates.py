@@ -74,6 +74,12 @@ def tolerance_note(standard_error: float, seeds: int, model: float = 0.0, model_
     return text + (f" ⊕ {model:.2g} {model_why}" if model else (f", {model_why}" if model_why else ""))
 
 
+def mean_error(values) -> float:
+    """Standard error of the mean of (S,) per-seed values: sample std (ddof = 1) / √S, same units."""
+    v = np.asarray(values)  # in the values' own dtype
+    return float(np.std(v, ddof=1) / np.sqrt(len(v)))
+
+
 def _finite_seeds(values: np.ndarray) -> np.ndarray:
     """Seeds (leading axis) whose values are all finite; refuses fewer than two."""
     v = np.asarray(values, dtype=float)

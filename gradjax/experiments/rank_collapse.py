@@ -33,6 +33,7 @@ import gradjax.theory
 from gradjax.config import NetConfig
 from gradjax.experiments import figures
 from gradjax.experiments.registry import AgreementRow, Experiment, Grid
+from gradjax.experiments.estimates import mean_error
 from gradjax.experiments.sweep import per_device
 
 #: variant → (residual_scale, norm, norm_position, mlp)
@@ -106,7 +107,7 @@ def agreement(results):
         sub = results.sel(variant=v)
         last = sub["similarity"].transpose("seed", "layer").values[:, -1]
         theory_last = float(sub["similarity_theory"].values[-1])
-        rel_se = float(np.std(last, ddof=1) / np.sqrt(len(last)) / abs(theory_last))
+        rel_se = mean_error(last) / abs(theory_last)
         rows.append(AgreementRow(
             quantity="token similarity at depth L", where=f"{v}, L={p['depth']}", theory=theory_last,
             measured=float(np.mean(last)), tolerance=REL_TOL,

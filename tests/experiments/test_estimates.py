@@ -81,3 +81,9 @@ def test_statistical_tolerance_and_refusals():
         estimates.log_normal_mean([0.3, np.nan])
     with pytest.raises(ValueError, match="seeds must be at least 2"):
         estimates.se_multiple(1)
+
+
+def test_mean_error_is_the_sample_std_over_root_s():
+    # closed form: values 1, 2, 3, 4 have mean 2.5, Σ(x − 2.5)² = 5, sample variance 5/3, so s.e. = √(5/3)/2
+    from gradjax.experiments.estimates import mean_error
+    assert mean_error([1.0, 2.0, 3.0, 4.0]) == pytest.approx((5 / 3) ** 0.5 / 2, rel=1e-15)
