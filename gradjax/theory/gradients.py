@@ -102,6 +102,7 @@ from gradjax.config import DEFAULT_BATCH
 from gradjax.nn.activations import SLOPED, resolve_activation
 from gradjax.theory import gaussian as _g
 from gradjax.theory import sphere as _sphere
+from gradjax.theory.attention import transformer_cotangents
 from gradjax.theory.meanfield import block_kind, _default_q0, _f, _mean_square_after_norm, _norm_eps, c_profile, length_recursion
 from gradjax.theory.support import requires
 
@@ -416,7 +417,8 @@ def gradient_profile(cfg, q0=None, *, q_in=1.0, loss="projection", batch=DEFAULT
     """Expected log10 ‖∂loss/∂h_l‖ − log10 ‖∂loss/∂h_L‖ after every block (entry l−1 for h_l).
 
     Mean field: ½ Σ_{k>l} log10 f_k with the per-block factors of the module docstring, evaluated along
-    the q-trajectory from q0 (the transient, not only the fixed point). The last entry is exactly 0
+    the q-trajectory from q0 (the transient, not only the fixed point); a transformer's from the mean field
+    of its token Grams (:func:`gradjax.theory.attention.transformer_cotangents`). The last entry is exactly 0
     (the reference). The finite-width form adds the width-N, batch-B drift of the mean log-norm,
     −Σ_{k>l} v_k/(4 ln 10) (:func:`finite_width_variance`). The same quantity, loss and batch as
     ``gradjax.empirical.gradient_profile(cfg, seeds).relative()`` at its defaults.
@@ -440,6 +442,8 @@ def gradient_profile(cfg, q0=None, *, q_in=1.0, loss="projection", batch=DEFAULT
     """
     _check_loss(loss)
     check_int("batch", batch)
+    if cfg.arch == "transformer":
+        return 0.5 * transformer_cotangents(cfg, q0, finite_width)
     lf = 0.5 * jnp.log10(block_factors(cfg, q0, q_in=q_in, batch=batch))
     if finite_width is None:
         finite_width = (cfg.arch in FINITE_WIDTH_ARCHS and cfg.norm == "none"

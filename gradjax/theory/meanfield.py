@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 
 from gradjax.theory import gaussian as _g
+from gradjax.theory.scalars import _f, _mean_square_after_norm, _norm_eps
 from gradjax.theory.support import requires
 
 # q* above this is reported as inf (the map escapes: unbounded activation above criticality).
@@ -59,10 +60,6 @@ PHASES = ("ordered", "critical", "chaotic")
 
 # The activation is structure (static); σ_w², σ_b², q and the slope are numbers (traced).
 _jit = functools.partial(jax.jit, static_argnames=("activation",))
-
-
-def _f(x):
-    return jnp.asarray(x, dtype=jnp.result_type(float))
 
 
 @_jit
@@ -362,16 +359,6 @@ def phase(activation, sigma_w2, sigma_b2, *, slope=None, tol=1e-6):
 
 # ---- profiles along the actual depth of a NetConfig ---------------------------------------------
 
-def _norm_eps():
-    from gradjax.nn.norms import NORM_EPS  # the variance floor the network's norms use
-
-    return NORM_EPS
-
-
-def _mean_square_after_norm(v):
-    """Second moment of norm(h) for an input of (centred) variance v: v/(v + ε), the network's ε."""
-    return v / (v + _norm_eps())
-
 
 def _centred_variance(cfg, q):
     """Var φ(√q z) = E φ² − (E φ)²: per-feature variance over the batch of φ's output."""
@@ -452,6 +439,8 @@ def q_profile(cfg, *, q0=None, q_in=1.0):
     * resmlp: q_l = q_{l−1} + α² (σ_w² E[φ²] + σ_b²)
     * rnn:    q_t = σ_w² E[φ(√q_{t−1} z)²] + σ_b² + q_in   (h_0 = 0; inputs U x_t of variance q_in)
     * cnn:    the mlp's, at every position (gaussian and delta_orthogonal kernels alike)
+    * transformer: the tokens' Gram through attention, MLP, norms and α-weighted skips
+      (:func:`gradjax.theory.attention.transformer_q_profile`; q0 = 1: uncorrelated unit tokens at h_0)
     * norm "pre": φ sees norm(h), of second moment q/(q + ε) (layer/rms) or ν/(ν + ε) (batch, ν the
       per-feature variance over the batch, tracked alongside q); norm "post": the block output is
       normalised, q_l = r/(r + ε) for the pre-norm second moment r (or ν_r for batchnorm).
@@ -469,6 +458,10 @@ def q_profile(cfg, *, q0=None, q_in=1.0):
     References: Poole et al. 2016, arXiv:1606.05340; Yang et al. 2019, "A Mean Field Theory of Batch
     Normalization", arXiv:1902.08129.
     """
+    if cfg.arch == "transformer":
+        from gradjax.theory.attention import transformer_q_profile  # attention builds on this module
+
+        return transformer_q_profile(cfg, _default_q0(cfg, q0))
     return length_recursion(cfg, _default_q0(cfg, q0), q_in)[0][1:]
 
 
