@@ -1,8 +1,13 @@
 """Naive references written independently of the walker: per-seed jax.grad / jax.jacrev / svd.
 
 They run the network block by block with ``gradjax.nn.blocks.block_apply`` in a Python loop and
-differentiate the whole thing at once — what a user writes by hand.
+differentiate the whole thing at once — what a user writes by hand. Each is one ``jax.jit`` program
+taking the config as a pytree (its structure static, its numbers traced), so the cases of a test
+module that share a structure and shapes (e.g. the float64 reference of a float32 and of a float64
+run) share one compilation instead of compiling every primitive eagerly.
 """
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -38,8 +43,9 @@ def run_blocks(cfg, params, x, pstack=None, eps=None):
     return h
 
 
-def reference_grad_norms(cfg, params, x, targets, loss):
-    """(hidden (L,), {param: (L,)}) linear norms of ∂loss/∂h_l and ∂loss/∂θ_l by jax.grad."""
+@functools.partial(jax.jit, static_argnums=4)
+def _grads(cfg, params, x, targets, loss):
+    """(∂loss/∂θ per step (L, …), ∂loss/∂h_l (L, B, N)) by one jax.grad of the whole network."""
     h0, xs = unroll(cfg, params, x)
     ps, _ = _step_params(cfg, params, xs)
     eps = jnp.zeros((cfg.depth,) + h0.shape, h0.dtype)
@@ -47,31 +53,36 @@ def reference_grad_norms(cfg, params, x, targets, loss):
     def f(pstack, e):
         return loss(readout(cfg, params, run_blocks(cfg, params, x, pstack, e)), targets)
 
-    gp, ge = jax.grad(f, argnums=(0, 1))(ps, eps)
+    return jax.grad(f, argnums=(0, 1))(ps, eps)
+
+
+def reference_grad_norms(cfg, params, x, targets, loss):
+    """(hidden (L,), {param: (L,)}) linear norms of ∂loss/∂h_l and ∂loss/∂θ_l by jax.grad."""
+    gp, ge = _grads(cfg, params, x, targets, loss)
     hidden = np.sqrt(np.sum(np.square(np.asarray(ge)), axis=(1, 2)))
     per = {k: np.sqrt(np.sum(np.square(np.asarray(v)).reshape(cfg.depth, -1), axis=1)) for k, v in gp.items()}
     return hidden, per
 
 
+@jax.jit
 def reference_jacobians(cfg, params, x):
-    """(L, N, N) ∂h_L[0]/∂h_l[0] for l = 0..L−1 by jax.jacrev of the sub-network (example 0;
-    with batchnorm the other examples stay in the batch, held fixed)."""
-    h, xs = unroll(cfg, params, x)
-    ps, drive = _step_params(cfg, params, xs)
-    states = [h]
-    for l in range(cfg.depth):
-        h = block_apply(cfg, jax.tree.map(lambda a: a[l], ps), h, None if drive is None else drive[l])
-        states.append(h)
-    out = []
-    for l in range(cfg.depth):
-        def sub(v, l=l):
-            hh = states[l].at[0].set(v)
-            for m in range(l, cfg.depth):
-                hh = block_apply(cfg, jax.tree.map(lambda a: a[m], ps), hh, None if drive is None else drive[m])
-            return hh[0]
+    """(L, N, N) ∂h_L[0]/∂h_l[0] for l = 0..L−1 (example 0; with batchnorm the other examples of h_l
+    held fixed, the later states of the whole batch moving with it).
 
-        out.append(np.asarray(jax.jacrev(sub)(states[l][0])))
-    return np.stack(out)
+    One jax.jacrev of the network's output state with respect to probes e_l (L, N) added to example 0
+    of h_l, the state entering block l+1, at e = 0: ∂h_L[0]/∂e_l = ∂h_L[0]/∂h_l[0].
+    """
+    h0, xs = unroll(cfg, params, x)
+    ps, drive = _step_params(cfg, params, xs)
+
+    def h_L(e):
+        h = h0
+        for l in range(cfg.depth):
+            h = block_apply(cfg, jax.tree.map(lambda a: a[l], ps), h.at[0].add(e[l]), None if drive is None else drive[l])
+        return h[0]
+
+    jac = jax.jacrev(h_L)(jnp.zeros((cfg.depth,) + h0.shape[1:], h0.dtype))  # (N out, L, N in)
+    return jnp.moveaxis(jac, 1, 0)
 
 
 def singular_values(j):

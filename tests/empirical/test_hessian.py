@@ -82,7 +82,8 @@ def _exact(cfg, key, x, t):
     params = init_params(cfg, key)
     theta, unravel = ravel_pytree(params)
     f = lambda th: loss_fn("mse")(forward(cfg, unravel(th), x), t)  # noqa: E731
-    return np.linalg.eigvalsh(np.asarray(jax.hessian(f)(theta))), params, f
+    # jax.hessian as one compiled program: eagerly, every primitive of its forward-over-reverse trace compiles apart.
+    return np.linalg.eigvalsh(np.asarray(jax.jit(jax.hessian(f))(theta))), params, f
 
 
 def test_slq_moments_top_and_trace_match_exact_eigvalsh():
@@ -106,6 +107,6 @@ def test_slq_moments_top_and_trace_match_exact_eigvalsh():
         p = {**params, "blocks": {"kernel": pk.at[0].set(th[:64].reshape(8, 8)), "bias": pb.at[0].set(th[64:])}}
         return f(ravel_pytree(p)[0])
 
-    lam_b = np.linalg.eigvalsh(np.asarray(jax.hessian(f_block)(jnp.concatenate([pk[0].ravel(), pb[0]]))))
+    lam_b = np.linalg.eigvalsh(np.asarray(jax.jit(jax.hessian(f_block))(jnp.concatenate([pk[0].ravel(), pb[0]]))))
     assert hessian_blocks(CFG)[2] == "blocks/0"
     np.testing.assert_allclose(np.asarray(hs.top[0, 2]), lam_b[::-1][:3], rtol=1e-3)
