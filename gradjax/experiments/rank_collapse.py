@@ -9,8 +9,9 @@ Four stacks of T tokens of width N, σ_w² = 1, σ_b² = 0, at depth L:
 
 Measured (``gradjax.empirical``): the mean cosine similarity between the tokens of h_l after every
 block (``token_similarity``), and per block log10 ‖∂loss/∂h_l‖ and log10 ‖∂loss/∂W‖ of the query and
-key weights (``gradient_profile``, projection loss). Theory (``gradjax.theory.token_similarity``): the
-mean-field recursion of the token Gram matrix, block by block. Pure attention collapses the tokens
+key weights (``gradient_profile``, projection loss). Theory (``gradjax.theory.token_similarity`` and
+``gradient_profile``): the mean-field recursion of the token Gram matrix, block by block, and of the
+cotangents' Gram back from the output (Kedia et al. 2024, arXiv:2403.09635). Pure attention collapses the tokens
 onto one direction doubly exponentially (1 − ρ cubed per block); α = 1/√L keeps the similarity
 moving by O(1/L) per block. The query/key gradients vanish where the tokens have collapsed: a
 softmax of identical rows does not depend on the logits' differences (Noci et al. 2022, Thm 3.2).
@@ -35,6 +36,7 @@ from gradjax.experiments import figures
 from gradjax.experiments.registry import AgreementRow, Experiment, Grid
 from gradjax.experiments.estimates import mean_error
 from gradjax.experiments.sweep import per_device
+from gradjax.theory.attention import cotangent_profile
 
 #: variant → (residual_scale, norm, norm_position, mlp)
 VARIANTS = {
@@ -55,8 +57,12 @@ def config_of(cell) -> NetConfig:
 
 
 def theory(cell):
-    sim = np.asarray(gradjax.theory.token_similarity(config_of(cell)))
-    return {"similarity_theory": (("layer",), sim, {"units": "cosine", "what": "mean-field token similarity"})}
+    cfg = config_of(cell)
+    sim = np.asarray(gradjax.theory.token_similarity(cfg))
+    # theory.gradient_profile's transformer branch, with 64-bit JAX scoped (runs also use float32)
+    grad = 0.5 * np.asarray(cotangent_profile(cfg)[0])
+    return {"similarity_theory": (("layer",), sim, {"units": "cosine", "what": "mean-field token similarity"}),
+            "grad_theory": (("layer",), grad, {"units": "log10", "what": "mean-field ½ log10 E‖δ_l‖²/E‖δ_L‖²"})}
 
 
 def _measure(keys, cfg, batch):
@@ -80,16 +86,23 @@ def plot(results, out_dir):
     variants = [str(v) for v in results.variant.values]
     cmap = figures.colors(variants)
     layers = results.layer.values
-    fig, (ax_s, ax_q) = figures.panels(2, ncols=2, panel_size=(5.2, 3.8))
+    fig, (ax_s, ax_g, ax_q) = figures.panels(3, ncols=3, panel_size=(5.2, 3.8))
     for v in variants:
         sub = results.sel(variant=v)
         figures.median_band(ax_s, layers, sub["similarity"].transpose("seed", "layer"), color=cmap[v], label=v)
         figures.theory_line(ax_s, layers, sub["similarity_theory"].values, color=cmap[v])
+        grad = sub["grad"].transpose("seed", "layer")
+        figures.median_band(ax_g, layers, grad - grad.isel(layer=-1), color=cmap[v], label=v)
+        figures.theory_line(ax_g, layers, sub["grad_theory"].values, color=cmap[v])
         figures.median_band(ax_q, layers, sub["grad_query"].transpose("seed", "layer"), color=cmap[v], label=v)
     ax_s.set_xlabel(figures.coord_label("layer"))
     ax_s.set_ylabel("mean cosine similarity of tokens")
     ax_s.set_title("rank collapse: token similarity per block", fontsize="medium")
     figures.style_legend(ax_s, loc="lower right")
+    ax_g.set_xlabel(figures.coord_label("layer"))
+    ax_g.set_ylabel("log10 ‖∂loss/∂h_l‖ / ‖∂loss/∂h_L‖")
+    ax_g.set_title("hidden-state gradient per block", fontsize="medium")
+    figures.style_legend(ax_g, loc="upper right")
     ax_q.set_xlabel(figures.coord_label("layer"))
     ax_q.set_ylabel("log10 ‖∂loss/∂W_Q‖")
     ax_q.set_title("query-weight gradient per block", fontsize="medium")
@@ -115,7 +128,22 @@ def agreement(results):
                  f"{p['batch']} inputs (standard error {100 * rel_se:.2g}% of theory); mean field over the random "
                  f"attention matrices",
         ))
+        rows.append(_gradient_row(sub, v, p, results.sizes["seed"]))
     return rows
+
+
+def _gradient_row(sub, variant, p, seeds):
+    """‖δ_1‖²/‖δ_L‖², seed mean against the mean field (both linear; theory = 10^(2·gradient_profile))."""
+    grad = sub["grad"].transpose("seed", "layer").values
+    ratio = 10.0 ** (2 * (grad[:, 0] - grad[:, -1]))
+    theory_ratio = 10.0 ** (2 * float(sub["grad_theory"].values[0]))
+    return AgreementRow(
+        quantity="‖δ_1‖²/‖δ_L‖² (gradient growth through the stack)", where=f"{variant}, L={p['depth']}",
+        theory=theory_ratio, measured=float(np.mean(ratio)), tolerance=REL_TOL,
+        note=f"width {p['width']}, {p['tokens']} tokens, seed mean over {seeds} seeds × {p['batch']} inputs "
+             f"(standard error {100 * mean_error(ratio) / abs(theory_ratio):.2g}% of theory); mean field of the "
+             f"cotangents' token Gram (Kedia et al. 2024, arXiv:2403.09635)",
+    )
 
 
 def _grid(seeds, variants=tuple(VARIANTS), **params):
