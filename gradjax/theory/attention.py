@@ -52,7 +52,7 @@ Models", arXiv:2403.09635) derive the same moment maps component by component (t
 keeps the value path with uniform attention); here the softmax moments are exact in the logit scale.
 
 Regime (measured, tests/theory/test_attention.py): one block against Monte Carlo within 1–2% at width 128;
-whole pre-norm stacks within 7% (depth 8) for q and the gradient, post-norm within 1% to depth 4. The
+whole pre-norm stacks within 7% (depth 8) for q and the gradient, post-norm within 2% to depth 4. The
 theory runs low where the tokens are very similar (post-norm, ρ ≳ 0.85: 11% at depth 6, 19% at depth 8
 for width 64–256, one or 16 heads alike): a bias from forward–backward correlations that the exchangeable
 mean field leaves out, not an effect of finite width.
