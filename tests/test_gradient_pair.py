@@ -81,8 +81,8 @@ def test_finite_width_spread_and_drift_at_batch_b(net, batch):
     # predicted, drift −0.047 ± 0.003 vs −0.033 — the shared forward/backward weights, left out by the
     # theory (gradjax.theory.gradients, module docstring); the same statistic with jax.random.normal
     # parameters: 0.133 ± 0.002, −0.052 ± 0.003. 1024 seeds, B = 8: critical tanh 0.086 ± 0.002 vs 0.100
-    # (−14%), drift −0.018 ± 0.003 vs −0.020; chaotic tanh 0.148 ± 0.003 vs 0.159 (−7%), drift −0.031 ± 0.005
-    # vs −0.050.
+    # (−14%), drift −0.018 ± 0.003 vs −0.022; chaotic tanh 0.148 ± 0.003 vs 0.159 (−7%), drift −0.031 ± 0.005
+    # vs −0.042 (−0.050 before the forward-length and shared-weight shifts of the drift).
     # The full grid (B ∈ {1, 8, 64}, N ∈ {64, 256}) is the ``finite-width`` experiment's quick run.
     sd, sd_rel_se, drift, se, sd_th, drift_th = _spread_and_drift(net, batch)
     assert 4 * sd_rel_se < 0.25, sd_rel_se  # the bound is ≥ 4 standard errors of the measured spread

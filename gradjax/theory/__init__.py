@@ -10,6 +10,7 @@ from gradjax.theory.gradients import LOSSES as LOSSES
 from gradjax.theory.gradients import batchnorm_rate as batchnorm_rate
 from gradjax.theory.gradients import block_factors as block_factors
 from gradjax.theory.gradients import finite_width_variance as finite_width_variance
+from gradjax.theory.gradients import finite_width_shift as finite_width_shift
 from gradjax.theory.gradients import gradient_profile as gradient_profile
 from gradjax.theory.gradients import gradient_spread as gradient_spread
 from gradjax.theory.meanfield import PHASES as PHASES
