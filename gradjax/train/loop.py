@@ -255,6 +255,20 @@ def _chunk(params, opt_state, div, keys, t0, length, x, y, x_eval, y_eval, x_tes
 # ---- the loop ----------------------------------------------------------------------------------------
 
 
+def seed_sharded(tree, keys: jax.Array):
+    """``tree``'s arrays (each with a leading seed axis) placed like ``keys`` when ``keys`` are split over a
+    device mesh along their only axis; otherwise ``tree`` unchanged.
+
+    The jitted chunk returns the seed state sharded like the keys. Its initial state is not all made
+    from the keys (zero biases, optimizer counters, ``div``), so without this the first chunk and the
+    later ones see different input shardings and the chunk compiles twice per run.
+    """
+    sharding = getattr(keys, "sharding", None)
+    if not isinstance(sharding, jax.sharding.NamedSharding) or len(sharding.spec) != 1:
+        return tree
+    return jax.device_put(tree, sharding)
+
+
 def compute_cfg(cfg: NetConfig) -> NetConfig:
     """``cfg`` as the forward and backward passes see it: the weight scheme only shapes the initial
     draw, so every scheme maps to the gaussian structure (σ_w² kept as a number).
@@ -341,6 +355,7 @@ def train(cfg: NetConfig, tc: TrainConfig, data: Dataset, seeds=4, *, loss=None,
     params = ensemble_params(cfg, keys)
     opt_state = jax.vmap(monitored_optimizer(cfg, tc).init)(params)
     div = jnp.full((s,), -1, jnp.int32)
+    params, opt_state, div = seed_sharded((params, opt_state, div), keys)
     minibatch_keys = jax.vmap(lambda k: jax.random.fold_in(k, MINIBATCH_STREAM))(keys)
     dt = cfg.jnp_dtype
     x, y = network_inputs(cfg, jnp.asarray(data.x_train, dt)), jnp.asarray(data.y_train)

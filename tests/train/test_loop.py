@@ -86,6 +86,30 @@ def test_same_seeds_identical_histories_and_no_recompilation(digits, run_adam):
     assert not np.array_equal(other.loss, run_adam.loss)
 
 
+def test_seeds_sharded_over_a_mesh_compile_the_chunk_once(digits):
+    """Keys split over a ("seed",) device mesh (as experiment sweeps pass them): the chunk's outputs come back
+    sharded like the keys, so the initial state is placed the same way and all three chunks share one
+    compilation (counted by JAX's compile events, which the persistent cache does not hide)."""
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    compiled = []
+
+    def on_compile(event, seconds, fun_name="", **_):
+        if event == "/jax/core/compile/backend_compile_duration" and "_chunk" in fun_name:
+            compiled.append(fun_name)
+
+    mesh = Mesh(np.asarray(jax.devices()[:1]), ("seed",))
+    keys = jax.device_put(jax.random.split(jax.random.key(0), 2), NamedSharding(mesh, PartitionSpec("seed")))
+    tc = TrainConfig(optimizer="sgd", learning_rate=0.1, steps=3, batch_size=16, log_every=1)  # three chunks
+    jax.monitoring.register_event_duration_secs_listener(on_compile)
+    try:
+        h = train(SMALL, tc, digits, seeds=keys, progress=False)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(on_compile)
+    assert len(compiled) == 1, compiled
+    assert h.loss.shape == (3, 2) and np.all(np.isfinite(h.loss))
+
+
 def test_full_batch_is_plain_gradient_descent(digits):
     """batch_size=None: every update uses the whole training set, W ← W − η ∇loss (one step by hand)."""
     tc = TrainConfig(optimizer="sgd", learning_rate=0.1, steps=1, log_every=1)
