@@ -257,7 +257,8 @@ EXPERIMENT = Experiment(
         "divergence fraction has no theory counterpart, so the only agreement row is the initial rate."
     ),
     sizes={
-        "tiny": _grid((NO_CLIP, "0.3"), 2, seq_len=10, width=8, batch=16, n_train=64, steps=10, log_every=5),
+        # tiny: one threshold, so one compiled training program (each costs seconds to compile)
+        "tiny": _grid(("0.3",), 2, seq_len=10, width=8, batch=16, n_train=64, steps=4, log_every=2),
         "quick": _grid((NO_CLIP, "3", "0.3"), 8, seq_len=50, width=32, batch=64, n_train=1024, steps=300,
                        log_every=20),
         "full": _grid((NO_CLIP, "10", "3", "1", "0.3", "0.1"), 64, seq_len=60, width=64, batch=64,

@@ -216,8 +216,8 @@ def agreement(results):
     return rows
 
 
-def _grid(depths, seeds, **params):
-    return Grid(axes={"init": ("gaussian", "delta_orthogonal"), "depth": depths}, seeds=seeds, params=params)
+def _grid(depths, seeds, inits=("gaussian", "delta_orthogonal"), **params):
+    return Grid(axes={"init": inits, "depth": depths}, seeds=seeds, params=params)
 
 
 EXPERIMENT = Experiment(
@@ -230,8 +230,9 @@ EXPERIMENT = Experiment(
         "end-to-end Jacobian; per-mode depth scales ξ_p stored per cell. Tolerances: 10% + 3 seed standard errors."
     ),
     sizes={
-        "tiny": _grid((4,), 2, width=4, batch=4, steps=4, log_every=2, train_batch=16, train_chunk=2,
-                      learning_rate=0.01),
+        # tiny: one init, since each init is its own compiled measurement program (seconds each)
+        "tiny": _grid((4,), 2, inits=("delta_orthogonal",), width=4, batch=4, steps=2, log_every=1, train_batch=16,
+                      train_chunk=2, learning_rate=0.01),
         # Training dominates the quick run (a 16-layer cell took 16 min of a loaded 2-core CPU at 100 steps × 16).
         "quick": _grid((8, 32), 8, width=16, batch=8, steps=40, log_every=20, train_batch=8, train_chunk=8,
                        learning_rate=0.05),

@@ -160,7 +160,8 @@ EXPERIMENT = Experiment(
         "exponentially; α = 1/√L keeps them apart."
     ),
     sizes={
-        "tiny": _grid(2, ("pure", "pre-ln-scaled"), depth=4, width=8, tokens=4, batch=2),
+        # tiny: one variant, since each variant is its own compiled program (seconds each)
+        "tiny": _grid(2, ("pre-ln-scaled",), depth=4, width=8, tokens=4, batch=2),
         "quick": _grid(32, depth=64, width=64, tokens=8, batch=4),  # 8 seeds: 9% standard error at pre-ln-scaled
         "full": _grid(64, depth=256, width=512, tokens=32, batch=8),
     },

@@ -86,8 +86,9 @@ def theory(cell):
     act, sb2, depth = cell["activation"], float(cell["sigma_b2"]), cell["depth"]
     fine = _sw2_fine(cell)
     meas = np.asarray(cell["sigma_w2_values"], dtype=float)
-    xi_fine = np.minimum(_xi_c(act, fine, sb2), _XI_CAP)
-    xi_meas = np.minimum(_xi_c(act, meas, sb2), _XI_CAP)
+    # one vmapped call over both σ_w² axes: one compiled program, not one per axis length
+    xi = np.minimum(_xi_c(act, np.concatenate([fine, meas]), sb2), _XI_CAP)
+    xi_fine, xi_meas = xi[:len(fine)], xi[len(fine):]
     return {
         "xi_c_theory": xr.DataArray(xi_fine, dims=("sigma_w2_fine",), coords={"sigma_w2_fine": fine},
                                     attrs={"units": "layers", "what": f"ξ_c = −1/ln χ_c (capped at {_XI_CAP:g})"}),

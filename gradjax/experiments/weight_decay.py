@@ -212,7 +212,8 @@ EXPERIMENT = Experiment(
         "no agreement rows."
     ),
     sizes={
-        "tiny": _grid(2, regularizers=("none", "decoupled"), depth=4, width=8, batch=32, steps=10, log_every=5),
+        # tiny: one regularizer, so one compiled training program (each costs seconds to compile)
+        "tiny": _grid(2, regularizers=("decoupled",), depth=4, width=8, batch=32, steps=4, log_every=2),
         "quick": _grid(4, depth=30, width=32, batch=128, steps=300, log_every=25),
         # λ scaled with the run length so that η·λ·steps (the decay's total log-shrink, 0.6 in quick) stays alike
         "full": _grid(16, depth=50, width=128, batch=128, steps=3000, log_every=100, decay=0.02),
