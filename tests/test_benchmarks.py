@@ -1,16 +1,17 @@
 """The benchmark scripts run end to end at toy sizes (their numbers are recorded in benchmarks/RESULTS.md)."""
 
-import os
 import subprocess
 import sys
 from pathlib import Path
+
+from tests.children import child_env
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _run(*args):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    out = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    out = subprocess.run([sys.executable, *args], cwd=ROOT, env=child_env(PYTHONPATH=str(ROOT)), capture_output=True,
+                         text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     return out.stdout
 

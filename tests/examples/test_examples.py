@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from examples import gpt_sequence, resnet_digits
+from tests.children import child_env
 
 
 @pytest.mark.slow
@@ -28,7 +29,6 @@ def test_gpt_sequence_example_runs(tmp_path):
 
 @pytest.mark.slow
 def test_bench_monitor_runs_at_toy_size():
-    import os
     import subprocess
     import sys
     from pathlib import Path
@@ -36,6 +36,6 @@ def test_bench_monitor_runs_at_toy_size():
     root = Path(__file__).resolve().parents[2]
     out = subprocess.run([sys.executable, "benchmarks/bench_monitor.py", "--rounds", "1", "--steps", "1", "--blocks",
                           "1", "--channels", "4", "--width", "8", "--seq-len", "8", "--batch", "8"], cwd=root,
-                         env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True, text=True, timeout=600)
+                         env=child_env(PYTHONPATH=str(root)), capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.count("| monitor → clip → adam |") == 2

@@ -8,25 +8,28 @@ from pathlib import Path
 
 import pytest
 
+from tests.children import child_env
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 
 
 @pytest.fixture(scope="session")
 def xla_cache(tmp_path_factory):
-    """One compilation cache shared by the test subprocesses, so reruns skip XLA compilation."""
+    """One compilation cache shared by the test subprocesses, so reruns skip XLA compilation: the test run's
+    own (tests/conftest.py, shared by every worker and removed at the end of the run), else a fresh folder."""
+    run_cache = os.environ.get("GRADJAX_TEST_XLA_CACHE", "")
+    if run_cache and run_cache.lower() != "off":
+        return Path(run_cache)
     return tmp_path_factory.mktemp("xla-cache")
 
 
-def run_script(args, *, env_extra=None, cache=None, timeout=240):
-    """Runs run_fixture_sweep.py with ``args``; returns (returncode, parsed JSON or None, stderr)."""
-    env = dict(os.environ)
-    env.pop("XLA_FLAGS", None)
-    env["JAX_PLATFORMS"] = "cpu"
+def run_script(args, *, env_extra=None, xla_flags=(), cache=None, timeout=240):
+    """Runs run_fixture_sweep.py with ``args`` in a :func:`tests.children.child_env` (plus ``xla_flags``, and
+    ``cache`` as its compilation cache when given); returns (returncode, parsed JSON or None, stderr)."""
+    env = child_env(*xla_flags, **(env_extra or {}))
     if cache is not None:
-        env["JAX_COMPILATION_CACHE_DIR"] = str(cache)
-        env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
-    env.update(env_extra or {})
+        env.update(JAX_COMPILATION_CACHE_DIR=str(cache), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
     proc = subprocess.run([sys.executable, str(HERE / "run_fixture_sweep.py"), *map(str, args)], cwd=REPO,
                           env=env, capture_output=True, text=True, timeout=timeout)
     out = None

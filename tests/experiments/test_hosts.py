@@ -1,7 +1,6 @@
 """Multi-host sweeps stop, never hang: the host protocol, in memory and with real jax.distributed processes."""
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -11,6 +10,7 @@ import pytest
 
 from gradjax import io
 from gradjax.experiments.hosts import HostFailedError, HostSync
+from tests.children import child_env
 from tests.experiments import fixture_experiment as fx
 from tests.experiments.conftest import HERE, REPO
 
@@ -100,9 +100,7 @@ def _free_port():
 
 def _run_hosts(root, count, cache, extra=(), timeout=90):
     """Starts ``count`` hosts at once; returns (wall seconds, [(returncode, JSON)]), killing them all on a hang."""
-    env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_COMPILATION_CACHE_DIR=str(cache),
-               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
-    env.pop("XLA_FLAGS", None)
+    env = child_env(JAX_COMPILATION_CACHE_DIR=str(cache), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
     port = str(_free_port())
     t0 = time.monotonic()
     procs = [subprocess.Popen([sys.executable, str(HERE / "run_hosts_sweep.py"), str(root), port, str(i), str(count),

@@ -12,17 +12,18 @@ import pytest
 import xarray as xr
 
 from gradjax import io
+from tests.children import child_env
 from tests.experiments import fixture_experiment as fx
 from tests.experiments.conftest import run_script
 
-EIGHT = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+EIGHT = "--xla_force_host_platform_device_count=8"
 
 
 @pytest.mark.slow
 def test_eight_devices_equal_one_device(tmp_path, xla_cache):
     rc, reps, err = run_script([tmp_path / "one", "--devices", "1", "--seeds", "6", "--activation", "tanh",
                                 "--also", f"{tmp_path / 'eight'}::", "--also", f"{tmp_path / 'two-chunked'}:2:2"],
-                               env_extra=EIGHT, cache=xla_cache)
+                               xla_flags=(EIGHT,), cache=xla_cache)
     assert rc == 0, err
     reports = dict(zip(("one", "eight", "two-chunked"), reps))
     assert all(r["device_count"] == 8 for r in reports.values())
@@ -60,13 +61,11 @@ print(json.dumps({"equal": bool(np.array_equal(np.asarray(one), np.asarray(eight
 @pytest.mark.slow
 def test_per_device_runs_the_empirical_engine_sharded_with_the_same_numbers():
     """gradjax.empirical loops over seed groups itself; per_device still splits it across devices."""
-    import os
     import subprocess
     import sys
 
-    env = dict(os.environ, JAX_PLATFORMS="cpu", **EIGHT)
-    proc = subprocess.run([sys.executable, "-c", _EMPIRICAL_SCRIPT], capture_output=True, text=True, env=env,
-                          timeout=240)
+    proc = subprocess.run([sys.executable, "-c", _EMPIRICAL_SCRIPT], capture_output=True, text=True,
+                          env=child_env(EIGHT), timeout=240)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out == {"equal": True, "devices": 8, "spec": ["seed"]}
