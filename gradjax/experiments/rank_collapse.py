@@ -10,8 +10,9 @@ Four stacks of T tokens of width N, σ_w² = 1, σ_b² = 0, at depth L:
 Measured (``gradjax.empirical``): the mean cosine similarity between the tokens of h_l after every
 block (``token_similarity``), and per block log10 ‖∂loss/∂h_l‖ and log10 ‖∂loss/∂W‖ of the query and
 key weights (``gradient_profile``, projection loss). Theory (``gradjax.theory.token_similarity`` and
-``gradient_profile``): the mean-field recursion of the token Gram matrix, block by block, and of the
-cotangents' Gram back from the output (Kedia et al. 2024, arXiv:2403.09635). Pure attention collapses the tokens
+``gradient_profile``, ``gradjax.theory.attention.query_gradient_profile``): the mean-field recursion of the
+token Gram matrix, block by block, and of the cotangents' Gram back from the output (Kedia et al. 2024,
+arXiv:2403.09635), and the query weights' gradient that vanishes as (1 − ρ)² with the tokens' collapse. Pure attention collapses the tokens
 onto one direction doubly exponentially (1 − ρ cubed per block); α = 1/√L keeps the similarity
 moving by O(1/L) per block. The query/key gradients vanish where the tokens have collapsed: a
 softmax of identical rows does not depend on the logits' differences (Noci et al. 2022, Thm 3.2).
@@ -36,7 +37,7 @@ from gradjax.experiments import figures
 from gradjax.experiments.registry import AgreementRow, Experiment, Grid
 from gradjax.experiments.estimates import mean_error
 from gradjax.experiments.sweep import per_device
-from gradjax.theory.attention import cotangent_profile
+from gradjax.theory.attention import cotangent_profile, query_gradient_profile
 
 #: variant → (residual_scale, norm, norm_position, mlp)
 VARIANTS = {
@@ -48,6 +49,9 @@ VARIANTS = {
 # Agreement tolerance on the similarity at depth L, relative: the 10% that the scaled-residual test pins
 # (tests/theory/test_attention.py); the other variants are reported against the same bound.
 REL_TOL = 0.10
+# Bottom of the query-gradient panel (log10), below the float32 floor of the measurement (≈ −7 at quick size): the
+# mean field of pure attention falls doubly exponentially past any floor (to −inf), out of the panel.
+_QUERY_FLOOR = -10.0
 
 
 def config_of(cell) -> NetConfig:
@@ -61,8 +65,11 @@ def theory(cell):
     sim = np.asarray(gradjax.theory.token_similarity(cfg))
     # theory.gradient_profile's transformer branch, with 64-bit JAX scoped (runs also use float32)
     grad = 0.5 * np.asarray(cotangent_profile(cfg)[0])
+    query = np.asarray(query_gradient_profile(cfg, batch=cell["batch"]))
     return {"similarity_theory": (("layer",), sim, {"units": "cosine", "what": "mean-field token similarity"}),
-            "grad_theory": (("layer",), grad, {"units": "log10", "what": "mean-field ½ log10 E‖δ_l‖²/E‖δ_L‖²"})}
+            "grad_theory": (("layer",), grad, {"units": "log10", "what": "mean-field ½ log10 E‖δ_l‖²/E‖δ_L‖²"}),
+            "grad_query_theory": (("layer",), query, {"units": "log10", "what": "mean-field ½ log10 E‖∂loss/∂W_Q‖² "
+                                                      "(N → ∞; −inf once the tokens have collapsed in float64)"})}
 
 
 def _measure(keys, cfg, batch):
@@ -95,6 +102,7 @@ def plot(results, out_dir):
         figures.median_band(ax_g, layers, grad - grad.isel(layer=-1), color=cmap[v], label=v)
         figures.theory_line(ax_g, layers, sub["grad_theory"].values, color=cmap[v])
         figures.median_band(ax_q, layers, sub["grad_query"].transpose("seed", "layer"), color=cmap[v], label=v)
+        figures.theory_line(ax_q, layers, sub["grad_query_theory"].values, color=cmap[v])
     ax_s.set_xlabel(figures.coord_label("layer"))
     ax_s.set_ylabel("mean cosine similarity of tokens")
     ax_s.set_title("rank collapse: token similarity per block", fontsize="medium")
@@ -106,7 +114,8 @@ def plot(results, out_dir):
     ax_q.set_xlabel(figures.coord_label("layer"))
     ax_q.set_ylabel("log10 ‖∂loss/∂W_Q‖")
     ax_q.set_title("query-weight gradient per block", fontsize="medium")
-    figures.style_legend(ax_q, theory=False, loc="lower left")
+    ax_q.set_ylim(bottom=_QUERY_FLOOR)
+    figures.style_legend(ax_q, loc="lower left")
     p = json.loads(results.attrs["params"])
     fig.suptitle(f"transformer depth {p['depth']}, width {p['width']}, {p['tokens']} tokens, "
                  f"{results.sizes['seed']} seeds")

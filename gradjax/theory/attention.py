@@ -65,9 +65,14 @@ averages before its nonlinear maps.
 from __future__ import annotations
 
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from gradjax._validate import check_int
+from gradjax.config import DEFAULT_BATCH
 
 from gradjax.theory import gaussian as _g
 from gradjax.theory.scalars import _f, _mean_square_after_norm, _norm_eps
@@ -192,6 +197,14 @@ def _logit_scales(cfg, q, rho):
     return sw * q * one_minus, sw * q * jnp.sqrt(jnp.maximum(rho, 0.0) * one_minus)
 
 
+def _logit_moments(cfg, q, rho):
+    """(m₂, m₁₁, R₁, R₂) of the attention matrices for input tokens of second moment q, similarity ρ."""
+    tau1, tau0 = _logit_scales(cfg, q, rho)
+    m2, m3, m4 = _row_moments(jnp.sqrt(tau1**2 + tau0**2), cfg.tokens)
+    m11, c21, o2 = _pair_moments(tau1, tau0, cfg.tokens)
+    return m2, m11, m2 - 2 * m3 + m4, m11 - 2 * c21 + o2
+
+
 def _attention_cotangent(cfg, q, rho, p, k):
     """Cotangent Gram (p, k) at the attention's input x from (p, k) at its output (module docstring).
 
@@ -200,10 +213,7 @@ def _attention_cotangent(cfg, q, rho, p, k):
     """
     sw, t = _f(cfg.sigma_w2), cfg.tokens
     one_minus = jnp.maximum(1.0 - rho, 0.0)
-    tau1, tau0 = _logit_scales(cfg, q, rho)
-    m2, m3, m4 = _row_moments(jnp.sqrt(tau1**2 + tau0**2), t)
-    m11, c21, o2 = _pair_moments(tau1, tau0, t)
-    r1, r2 = m2 - 2 * m3 + m4, m11 - 2 * c21 + o2
+    m2, m11, r1, r2 = _logit_moments(cfg, q, rho)
     kappa = k / p
     value = sw * sw * p * (m2 + kappa * (t - 1) * m11)
     value_off = sw * sw * p * ((1 - kappa) * (1 - m2) + kappa * (t - m2 - (t - 1) * m11)) / (t - 1)
@@ -211,6 +221,20 @@ def _attention_cotangent(cfg, q, rho, p, k):
     key = lam * (r1 + rho * (t - 1) * kappa * r2)
     return (value + lam * one_minus * r1 + key,
             value_off + lam * one_minus * kappa * r2 - key / (t - 1))
+
+
+def _query_weight_square(cfg, q, rho, p, k):
+    """E‖∂loss/∂W_Q‖² (= E‖∂loss/∂W_K‖²) of one example from the cotangent Gram (p, k) at the attention's
+    output and its input's (q, ρ): N² σ³ p q³ (1−ρ)² T [R₁ + ρ(T−1) κ R₂].
+
+    ∂loss/∂W_Q = Σ_i x_iᵀ (Σ_j s_ij k_j)/√d per head; ⟨x_i, x_i'⟩ = Nq[(1−ρ)δ + ρ], and Σ_j s_ij = 0 leaves
+    ⟨Σ_j s_ij k_j, Σ_j s_i'j k_j⟩ = dσq(1−ρ) Σ_j s_ij s_i'j, whose mean is in the module docstring; the keys'
+    gradient is the same sum read by columns. The heads add up to N.
+    """
+    sw, t, n = _f(cfg.sigma_w2), cfg.tokens, cfg.width
+    _, _, r1, r2 = _logit_moments(cfg, q, rho)
+    one_minus = jnp.maximum(1.0 - rho, 0.0)
+    return n * n * sw**3 * p * q**3 * one_minus**2 * t * (r1 + rho * (t - 1) * (k / p) * r2)
 
 
 def _mlp_cotangent(cfg, q, rho, p, k):
@@ -222,20 +246,32 @@ def _mlp_cotangent(cfg, q, rho, p, k):
             sw * sw * k * _g.derivative_pair_moment(act, qz, qz, cz, slope=sl))
 
 
+def _branch_output_cotangent(cfg, q, k, p, pk, branch):
+    """Split the cotangent (p, pk) at a sublayer's output into the skip's share and the branch output's
+    (α·branch: α² times it); a post-norm first divides it by the variance r + ε of the sum it normalizes.
+    (q, k): the sublayer's input Gram."""
+    a2, eps = _f(cfg.alpha) ** 2, _norm_eps()
+    if cfg.post_norm:
+        qb, _ = branch(cfg, q, k / q)
+        r = q + a2 * qb if cfg.skip else qb
+        p, pk = p / (r + eps), pk / (r + eps)
+    return (p, pk), (a2 * p, a2 * pk)
+
+
+def _branch_input(cfg, q):
+    """Second moment the branch sees (after a pre-norm, q/(q + ε)) and the norm's factor on the cotangent's Gram."""
+    return (_mean_square_after_norm(q), 1.0 / (q + _norm_eps())) if cfg.pre_norm else (q, 1.0)
+
+
 def _sublayer_cotangent(cfg, q, k, p, pk, branch, cotangent):
     """(p, k) of the cotangent at a sublayer's input from those at its output; (q, k) the sublayer's
     input Gram (the state :func:`_sublayer` maps). A norm divides the cotangent's Gram by the variance
     it normalizes, q + ε (pre: the input; post: the sum r it normalizes)."""
-    a2, eps = _f(cfg.alpha) ** 2, _norm_eps()
-    rho = k / q
-    if cfg.post_norm:
-        qb, _ = branch(cfg, q, rho)
-        r = q + a2 * qb if cfg.skip else qb
-        p, pk = p / (r + eps), pk / (r + eps)
-    qx, scale = (_mean_square_after_norm(q), 1.0 / (q + eps)) if cfg.pre_norm else (q, 1.0)
-    pb, kb = cotangent(cfg, qx, rho, p, pk)
+    (ps, ks), (pb, kb) = _branch_output_cotangent(cfg, q, k, p, pk, branch)
+    qx, scale = _branch_input(cfg, q)
+    pb, kb = cotangent(cfg, qx, k / q, pb, kb)
     pb, kb = scale * pb, scale * kb
-    return (p + a2 * pb, pk + a2 * kb) if cfg.skip else (pb, kb)
+    return (ps + pb, ks + kb) if cfg.skip else (pb, kb)
 
 
 def _check_transformer(cfg, what):
@@ -315,7 +351,7 @@ def cotangent_profile(cfg, rho0=0.0, q0=1.0):
     Architecture", arXiv:2002.04745.
     """
     _check_transformer(cfg, "cotangent_profile")
-    return _in_x64(_cotangent_profile, cfg, rho0, q0)
+    return _in_x64(_cotangent_profile, cfg, rho0, q0)[:2]
 
 
 def _block_grams(cfg, q, k):
@@ -325,27 +361,32 @@ def _block_grams(cfg, q, k):
 
 
 def _block_cotangent(cfg, attn_in, mlp_in, p, pk):
-    """(p, k) of the cotangent at a block's input from those at its output; the block's forward Grams given."""
+    """The cotangent's (p, k) at a block's input from those at its output (the block's forward Grams given),
+    and E‖∂loss/∂W_Q‖² of the block's attention for that cotangent (one example)."""
     if cfg.mlp:
         p, pk = _sublayer_cotangent(cfg, *mlp_in, p, pk, _mlp_gram, _mlp_cotangent)
-    return _sublayer_cotangent(cfg, *attn_in, p, pk, _attention_gram, _attention_cotangent)
+    _, attn_out = _branch_output_cotangent(cfg, *attn_in, p, pk, _attention_gram)
+    w = _query_weight_square(cfg, _branch_input(cfg, attn_in[0])[0], attn_in[1] / attn_in[0], *attn_out)
+    return _sublayer_cotangent(cfg, *attn_in, p, pk, _attention_gram, _attention_cotangent), w
 
 
 @jax.jit
 def _cotangent_profile(cfg, rho0, q0):
+    """(log10 p_l/p_L, κ_l, log10 E‖∂loss/∂W_Q,l‖²/p_L): (L,) each, per example (module docstring)."""
     def forward(carry, _):
         attn_in, mlp_in, out = _block_grams(cfg, *carry)
         return out, (attn_in, mlp_in)
 
     def backward(carry, grams):
         log_p, kappa = carry
-        p, pk = _block_cotangent(cfg, *grams, jnp.ones_like(log_p), kappa)
-        return (log_p + jnp.log10(p), pk / p), carry
+        (p, pk), w = _block_cotangent(cfg, *grams, jnp.ones_like(log_p), kappa)
+        return (log_p + jnp.log10(p), pk / p), (log_p, kappa, log_p + jnp.log10(w))
 
     q0 = _f(q0)
     _, grams = jax.lax.scan(forward, (q0, q0 * _f(rho0)), None, length=cfg.depth)
-    _, (log_p, kappa) = jax.lax.scan(backward, (jnp.zeros_like(q0), jnp.ones_like(q0)), grams, reverse=True)
-    return log_p, kappa
+    _, out = jax.lax.scan(backward, (jnp.zeros_like(q0), jnp.ones_like(q0)), grams, reverse=True)
+    return out
+
 
 def _check_x64(what):
     if not jax.config.jax_enable_x64:
@@ -370,3 +411,27 @@ def transformer_cotangents(cfg, q0, finite_width):
         raise ValueError("finite_width=True is not modelled for arch='transformer' (the mean field of the token "
                          f"Grams only); allowed: None or False, got finite_width={finite_width!r}")
     return _cotangent_profile(cfg, 0.0, 1.0 if q0 is None else q0)[0]
+
+
+def query_gradient_profile(cfg, batch: int = DEFAULT_BATCH, rho0=0.0, q0=1.0):
+    """log10 ‖∂loss/∂W_Q‖ of every block's attention (the same for W_K), in absolute units.
+
+    The projection loss ⟨mean_tokens(h_L) W_out, t⟩/B with unit Gaussian t and a LeCun readout gives every
+    token of every example the cotangent W_out t/(B T), of per-feature second moment p_L = out_dim/(N B² T²);
+    the B examples' contributions add in square (independent t). Per block: N² σ³ p q³ (1−ρ)² T [R₁ +
+    ρ(T−1)κR₂] with the attention's input Gram (q, ρ) and its output's cotangent (p, κ) (module docstring):
+    it vanishes as (1−ρ)² when the tokens collapse (Noci et al. 2022, Sec. 3.2).
+
+    Args: ``batch`` B (static); the rest as :func:`token_profile`.
+
+    Returns:
+      (L,) log10 units, entry l−1 for block l; the measured pair is
+      ``gradjax.empirical.gradient_profile(cfg, seeds, batch=B).params["query"]`` (and ``["key"]``).
+
+    References: Noci et al. 2022, arXiv:2206.03126; Kedia et al. 2024, arXiv:2403.09635.
+    """
+    _check_transformer(cfg, "query_gradient_profile")
+    check_int("batch", batch)
+    log_w = _in_x64(_cotangent_profile, cfg, rho0, q0)[2]
+    p_top = cfg.out_dim / (cfg.width * batch**2 * cfg.tokens**2)
+    return 0.5 * (log_w + math.log10(batch * p_top))
