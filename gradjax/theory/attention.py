@@ -432,6 +432,5 @@ def query_gradient_profile(cfg, batch: int = DEFAULT_BATCH, rho0=0.0, q0=1.0):
     """
     _check_transformer(cfg, "query_gradient_profile")
     check_int("batch", batch)
-    log_w = _in_x64(_cotangent_profile, cfg, rho0, q0)[2]
     p_top = cfg.out_dim / (cfg.width * batch**2 * cfg.tokens**2)
-    return 0.5 * (log_w + math.log10(batch * p_top))
+    return _in_x64(lambda: 0.5 * (_cotangent_profile(cfg, rho0, q0)[2] + math.log10(batch * p_top)))
