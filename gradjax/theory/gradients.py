@@ -133,6 +133,8 @@ from gradjax.theory.support import requires
 #: the top layer is independent of the weights (the gradient-independence setting of the δ recursion).
 LOSSES = ("projection",)
 _LN10 = math.log(10.0)
+#: Floor of q where a finite-width term divides by it or takes its log (a zero h is its small-q limit).
+_TINY_Q = 1e-12
 
 
 def _bn_moments(activation, slope, batch_size):
@@ -444,7 +446,7 @@ def _length_mean_shift(cfg, q0, q_in):
         return jnp.zeros((L,))
     act, sl = cfg.activation, cfg.leaky_slope
     sw, sb = _f(cfg.sigma_w2), _f(cfg.sigma_b2)
-    q = length_recursion(cfg, _default_q0(cfg, q0), q_in)[0][:-1]
+    q = jnp.maximum(length_recursion(cfg, _default_q0(cfg, q0), q_in)[0][:-1], _TINY_Q)  # small-q limit at q = 0
     s, a, var_eta, _ = _forward_length_statistics(cfg, q0, q_in, jnp.ones((L,)))
     ln_q_map = lambda u: jnp.log(sw * _g.second_moment(act, jnp.exp(u), slope=sl) + sb)  # noqa: E731
     ln_mu1 = lambda u: jnp.log(_g.derivative_moment(act, jnp.exp(u), slope=sl))  # noqa: E731
@@ -478,8 +480,9 @@ def _shared_weight_shift(cfg, q0, q_in):
         return jnp.zeros((L,))
     act, sl = cfg.activation, cfg.leaky_slope
     sw = _f(cfg.sigma_w2)
-    q = length_recursion(cfg, _default_q0(cfg, q0), q_in)[0]  # (L + 1,) h_0..h_L
-    qz = jnp.concatenate([q[:1], q[1:] - _f(cfg.sigma_b2)])
+    # (L + 1,) h_0..h_L; a degenerate h (q = 0, e.g. q0 = 0) is evaluated at its small-q limit
+    q = jnp.maximum(length_recursion(cfg, _default_q0(cfg, q0), q_in)[0], _TINY_Q)
+    qz = jnp.maximum(jnp.concatenate([q[:1], q[1:] - _f(cfg.sigma_b2)]), _TINY_Q)
     mu = lambda t: _g.derivative_moment(act, t, slope=sl)  # noqa: E731
     phi = resolve_activation(act, slope=sl)
     d = _g.derivative(phi)
