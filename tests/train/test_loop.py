@@ -64,12 +64,35 @@ def test_history_shapes_and_contents(digits, run_adam):
 
 @pytest.mark.slow
 def test_vmapped_seeds_equal_separate_runs(digits, run_adam):
-    """Member k of an S-seed run equals the run with seeds=[k] (float32, to 1e-6)."""
-    for k in range(3):
-        one = train(SMALL, TC_ADAM, digits, seeds=[k], progress=False)
-        for f in FIELDS_TS + FIELDS_TSL:
-            np.testing.assert_allclose(getattr(one, f)[:, 0], getattr(run_adam, f)[:, k], rtol=1e-6, atol=1e-6, err_msg=f)
-        jax.tree.map(lambda a, b: np.testing.assert_allclose(a[0], b[k], rtol=1e-6, atol=1e-6), one.params, run_adam.params)
+    """Member k of an S-seed run equals the run with seeds=[k] (float32, to 1e-6).
+
+    The single-seed runs take their key on a ("seed",) device mesh, as experiment sweeps pass keys: the
+    chunk's outputs come back sharded like the key, the initial state is placed the same way, so all three
+    runs (three chunks each) share one compilation (counted by JAX's compile events, which the persistent
+    cache does not hide)."""
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    from gradjax.nn import seed_keys
+
+    compiled = []
+
+    def on_compile(event, seconds, fun_name="", **_):
+        if event == "/jax/core/compile/backend_compile_duration" and "_chunk" in fun_name:
+            compiled.append(fun_name)
+
+    on_mesh = NamedSharding(Mesh(np.asarray(jax.devices()[:1]), ("seed",)), PartitionSpec("seed"))
+    jax.monitoring.register_event_duration_secs_listener(on_compile)
+    try:
+        for k in range(3):
+            one = train(SMALL, TC_ADAM, digits, seeds=jax.device_put(seed_keys([k]), on_mesh), progress=False)
+            for f in FIELDS_TS + FIELDS_TSL:
+                np.testing.assert_allclose(getattr(one, f)[:, 0], getattr(run_adam, f)[:, k], rtol=1e-6, atol=1e-6,
+                                           err_msg=f)
+            jax.tree.map(lambda a, b: np.testing.assert_allclose(a[0], b[k], rtol=1e-6, atol=1e-6), one.params,
+                         run_adam.params)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(on_compile)
+    assert len(compiled) == 1, compiled
 
 
 def test_same_seeds_identical_histories_and_no_recompilation(digits, run_adam):
@@ -84,30 +107,6 @@ def test_same_seeds_identical_histories_and_no_recompilation(digits, run_adam):
     other = train(SMALL.with_(sigma_w2=0.7, sigma_b2=0.0), TC_ADAM, digits, seeds=3, progress=False)
     assert _chunk._cache_size() == compiled
     assert not np.array_equal(other.loss, run_adam.loss)
-
-
-def test_seeds_sharded_over_a_mesh_compile_the_chunk_once(digits):
-    """Keys split over a ("seed",) device mesh (as experiment sweeps pass them): the chunk's outputs come back
-    sharded like the keys, so the initial state is placed the same way and all three chunks share one
-    compilation (counted by JAX's compile events, which the persistent cache does not hide)."""
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec
-
-    compiled = []
-
-    def on_compile(event, seconds, fun_name="", **_):
-        if event == "/jax/core/compile/backend_compile_duration" and "_chunk" in fun_name:
-            compiled.append(fun_name)
-
-    mesh = Mesh(np.asarray(jax.devices()[:1]), ("seed",))
-    keys = jax.device_put(jax.random.split(jax.random.key(0), 2), NamedSharding(mesh, PartitionSpec("seed")))
-    tc = TrainConfig(optimizer="sgd", learning_rate=0.1, steps=3, batch_size=16, log_every=1)  # three chunks
-    jax.monitoring.register_event_duration_secs_listener(on_compile)
-    try:
-        h = train(SMALL, tc, digits, seeds=keys, progress=False)
-    finally:
-        jax.monitoring.unregister_event_duration_listener(on_compile)
-    assert len(compiled) == 1, compiled
-    assert h.loss.shape == (3, 2) and np.all(np.isfinite(h.loss))
 
 
 def test_full_batch_is_plain_gradient_descent(digits):
