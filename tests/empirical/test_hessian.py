@@ -78,12 +78,17 @@ CFG = NetConfig(arch="mlp", depth=2, width=8, in_dim=4, out_dim=2, activation="t
                 dtype="float64")  # 202 parameters
 
 
+def _compiled_hessian(f):
+    """jax.hessian(f) as one compiled program (eagerly every primitive of its trace compiles apart),
+    without LLVM's optimisation passes: it runs once, on a 202 × 202 matrix (IEEE arithmetic at every level)."""
+    return jax.jit(jax.hessian(f), compiler_options={"xla_backend_optimization_level": 0})
+
+
 def _exact(cfg, key, x, t):
     params = init_params(cfg, key)
     theta, unravel = ravel_pytree(params)
     f = lambda th: loss_fn("mse")(forward(cfg, unravel(th), x), t)  # noqa: E731
-    # jax.hessian as one compiled program: eagerly, every primitive of its forward-over-reverse trace compiles apart.
-    return np.linalg.eigvalsh(np.asarray(jax.jit(jax.hessian(f))(theta))), params, f
+    return np.linalg.eigvalsh(np.asarray(_compiled_hessian(f)(theta))), params, f
 
 
 def test_slq_moments_top_and_trace_match_exact_eigvalsh():
@@ -107,6 +112,6 @@ def test_slq_moments_top_and_trace_match_exact_eigvalsh():
         p = {**params, "blocks": {"kernel": pk.at[0].set(th[:64].reshape(8, 8)), "bias": pb.at[0].set(th[64:])}}
         return f(ravel_pytree(p)[0])
 
-    lam_b = np.linalg.eigvalsh(np.asarray(jax.jit(jax.hessian(f_block))(jnp.concatenate([pk[0].ravel(), pb[0]]))))
+    lam_b = np.linalg.eigvalsh(np.asarray(_compiled_hessian(f_block)(jnp.concatenate([pk[0].ravel(), pb[0]]))))
     assert hessian_blocks(CFG)[2] == "blocks/0"
     np.testing.assert_allclose(np.asarray(hs.top[0, 2]), lam_b[::-1][:3], rtol=1e-3)
