@@ -490,7 +490,8 @@ def _shared_weight_shift(cfg, q0, q_in):
     dmu1 = jax.vmap(jax.grad(mu))(q)
     V = jax.vmap(lambda t: _g.second_moment(act, t, slope=sl))(q)
     dV = jax.vmap(lambda t: _g.q_map_slope_kernel(act, t, slope=sl))(q)
-    tau = jax.vmap(lambda t: _g.expect(lambda x: (d(x) * phi(x)) ** 2, t))(q) / (mu1 * V)
+    kinks = _g.closed_forms(act).kinks  # hard_tanh's move with q: the rule is split there
+    tau = jax.vmap(lambda t: _g.expect_split(lambda x: (d(x) * phi(x)) ** 2, t, kinks))(q) / (mu1 * V)
     zf = qz * dV  # E[z φ′(h) φ(h)]
     z2 = qz * mu1 + 2.0 * qz**2 * dmu1  # E[z² φ′(h)²]
     inject = sw * (z2 - zf**2 / V)

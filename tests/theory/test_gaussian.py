@@ -159,3 +159,24 @@ def test_exp_linear_pair_moments_near_c_one(act):
     for c in (0.3, 1.0):
         dP = jax.grad(lambda cc: g.pair_moment(act, q, 0.8, cc))(c)
         assert_allclose(float(dP), math.sqrt(q * 0.8) * float(g.derivative_pair_moment(act, q, 0.8, c)), rtol=1e-12)
+
+
+@pytest.mark.parametrize("q", [0.05, 0.3, 0.7, 1.0, 2.5, 40.0])
+def test_expect_split_at_moving_kinks_matches_closed_forms(q):
+    """E[(φ′φ)²] of hard_tanh (kinks ±1/√q move with q) and relu (kink at 0) against closed forms:
+    hard_tanh: q ∫_{−k}^{k} z² φ_N(z) dz = q (erf(k/√2) − 2k φ_N(k)), k = 1/√q; relu: q/2.
+    elu (φ″ jumps at 0) against scipy quad split at 0."""
+    k = 1.0 / math.sqrt(q)
+    want = q * (math.erf(k / math.sqrt(2)) - 2 * k * math.exp(-k * k / 2) / math.sqrt(2 * math.pi))
+    for name, ref in (("hard_tanh", want), ("relu", q / 2)):
+        phi = resolve_activation(name)
+        d = g.derivative(phi)
+        got = g.expect_split(lambda x: (d(x) * phi(x)) ** 2, q, g.closed_forms(name).kinks)
+        assert abs(float(got) - ref) <= 1e-11 * max(ref, 1e-3), (name, float(got), ref)
+    h = lambda x: x * x if x > 0 else (math.exp(x) * math.expm1(x)) ** 2  # noqa: E731  (φ′(x)φ(x))² of elu
+    dens = lambda x: h(x) * math.exp(-x * x / (2 * q)) / math.sqrt(2 * math.pi * q)  # noqa: E731
+    ref = sum(integrate.quad(dens, a, b, epsabs=1e-14, epsrel=1e-13)[0] for a, b in ((-40 * math.sqrt(q), 0), (0, 40 * math.sqrt(q))))
+    phi = resolve_activation("elu")
+    d = g.derivative(phi)
+    got = g.expect_split(lambda x: (d(x) * phi(x)) ** 2, q, g.closed_forms("elu").kinks)
+    assert abs(float(got) - ref) <= 1e-10 * ref
