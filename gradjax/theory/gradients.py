@@ -562,6 +562,8 @@ def gradient_profile(cfg, q0=None, *, q_in=1.0, loss="projection", batch=DEFAULT
     _check_loss(loss)
     check_int("batch", batch)
     if cfg.arch == "transformer":
+        if finite_width:  # the same refusal, naming arch, as every other structure outside the finite-width model
+            _check_finite_width(cfg, batch)
         return 0.5 * transformer_cotangents(cfg, q0, finite_width)
     lf = 0.5 * jnp.log10(block_factors(cfg, q0, q_in=q_in, batch=batch))
     if finite_width is None:
