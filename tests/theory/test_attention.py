@@ -224,7 +224,10 @@ def _measured_stack(cfg, seeds, batch=4):
         g, hs = jax.grad(loss, has_aux=True)(jnp.zeros((cfg.depth,) + h0.shape, h0.dtype))
         return jnp.sum(g * g, axis=(1, 2)), jnp.mean(hs * hs, axis=(1, 2))
 
-    return (np.asarray(v, float) for v in jax.jit(jax.vmap(one))(jax.random.split(jax.random.key(0), seeds)))
+    # 64 seeds per vmapped chunk, chunks in sequence (lax.map): all 512 at once peaked at 2.9 GB resident
+    keys = jax.random.split(jax.random.key(0), seeds).reshape(-1, min(seeds, 64))
+    run = jax.jit(lambda ks: jax.lax.map(jax.vmap(one), ks))
+    return (np.asarray(v, float).reshape((seeds,) + v.shape[2:]) for v in run(keys))
 
 
 @pytest.mark.parametrize("pos,depth", [("pre", 8), ("post", 4)])
