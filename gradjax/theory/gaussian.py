@@ -175,28 +175,62 @@ def expect_pair(f, g, q1, q2, c):
     return jnp.sum(w[:, None] * w[None, :] * f(u1) * g(u2))
 
 
-def hermite_coefficients(f, q, order: int = _HERMITE_ORDER):
-    """a_k = E[f(√q z) He_k(z)]/√k!, k = 0..order, by the 1-D rule.
+def _cut_rule(cuts):
+    """The 1-D rule with every panel also cut at the points ``cuts`` (z units, (K,), may be traced) that fall
+    inside it: (P·(K+1)·nodes,) nodes and weights, static in size (a cut outside a panel gives an empty piece)."""
+    x, wx = np.polynomial.legendre.leggauss(_NODES_1D)
+    a = jnp.asarray(-_R_1D + _PANEL_1D * np.arange(int(round(2 * _R_1D / _PANEL_1D))), cuts.dtype)
+    b = a + _PANEL_1D
+    edges = jnp.concatenate([a[:, None], jnp.clip(jnp.sort(cuts)[None, :], a[:, None], b[:, None]), b[:, None]], axis=1)
+    lo, hi = edges[:, :-1].ravel(), edges[:, 1:].ravel()
+    z = (lo[:, None] + (hi - lo)[:, None] * (jnp.asarray(x, cuts.dtype)[None, :] + 1) / 2).ravel()
+    return z, ((hi - lo)[:, None] / 2 * jnp.asarray(wx, cuts.dtype)[None, :]).ravel() * _normal_pdf(z)
+
+
+def _kink_cuts(q, kinks):
+    """z = k/√q of every kink k of f(√q z) (clamped to ±R for q → 0)."""
+    s = _safe_sqrt(jnp.asarray(q, float))
+    return jnp.stack([k / jnp.maximum(s, 1.0 / _R_1D) for k in kinks])
+
+
+def _hermite_at(z, order):
+    """Normalized He_k(z)/√k!, k = 0..order, at traced nodes (the recurrence of :func:`hermite_table`)."""
+    def step(carry, k):
+        prev, h = carry
+        nxt = (z * h - jnp.sqrt(k) * prev) / jnp.sqrt(k + 1)
+        return (h, nxt), nxt
+
+    _, rest = jax.lax.scan(step, (jnp.ones_like(z), z), jnp.arange(1, order, dtype=z.dtype))
+    return jnp.concatenate([jnp.ones_like(z)[None], z[None], rest])
+
+
+def hermite_coefficients(f, q, order: int = _HERMITE_ORDER, kinks=()):
+    """a_k = E[f(√q z) He_k(z)]/√k!, k = 0..order, by the 1-D rule (its panels cut at the kinks k/√q of f).
 
     Returns:
       (order+1,) coefficients; Σ_k a_k² = E[f(√q z)²] (Parseval).
     """
+    if kinks:
+        z, w = _cut_rule(_kink_cuts(q, kinks))
+        return _hermite_at(z, order) @ (w * f(_safe_sqrt(jnp.asarray(q, z.dtype)) * z))
     z, w = _rule()
     h = jnp.asarray(hermite_table(order))
     q = jnp.asarray(q, z.dtype)
     return h @ (w * f(_safe_sqrt(q) * z))
 
 
-def mehler_series(f, g, q1, q2, order: int = _HERMITE_ORDER):
+def mehler_series(f, g, q1, q2, order: int = _HERMITE_ORDER, kinks=()):
     """c ↦ E[f(u₁) g(u₂)] by Mehler's expansion Σ_k a_k b_k c^k (see module docstring).
 
     The coefficients are computed once (1-D rule) and the returned function evaluates the series:
     cheap inside fixed-point solves over c. The remainder beyond ``order`` is known exactly at c = 1
     (the 1-D integral of f(√q₁z) g(√q₂z)); it is carried as a c^{order+1} term, exact at c = 0 and 1.
+    ``kinks``: the points x where f or g is not smooth; every integral's panels are cut at them (a panel
+    straddling hard_tanh's ±1/√q cost up to 10% in E[φ′(u₁)² φ(u₂)²]).
     """
-    a = hermite_coefficients(f, q1, order)
-    b = hermite_coefficients(g, q2, order)
-    z, w = _rule()
+    a = hermite_coefficients(f, q1, order, kinks)
+    b = hermite_coefficients(g, q2, order, kinks)
+    z, w = _cut_rule(jnp.concatenate([_kink_cuts(q1, kinks), _kink_cuts(q2, kinks)])) if kinks else _rule()
     q1, q2 = (jnp.asarray(v, z.dtype) for v in (q1, q2))
     ab = a * b
     rest = jnp.sum(w * f(_safe_sqrt(q1) * z) * g(_safe_sqrt(q2) * z)) - jnp.sum(ab)
@@ -208,9 +242,9 @@ def mehler_series(f, g, q1, q2, order: int = _HERMITE_ORDER):
     return series
 
 
-def mehler_pair(f, g, q1, q2, c, order: int = _HERMITE_ORDER):
+def mehler_pair(f, g, q1, q2, c, order: int = _HERMITE_ORDER, kinks=()):
     """E[f(u₁) g(u₂)] by Mehler's expansion (see :func:`mehler_series`)."""
-    return mehler_series(f, g, q1, q2, order)(c)
+    return mehler_series(f, g, q1, q2, order, kinks)(c)
 
 
 # ---- activation moments: one table of closed forms per activation -----------------------------

@@ -258,15 +258,18 @@ def _square_derivative_pair(activation, q, c, slope):
     """E[φ′(u₁)² φ′(u₂)²] for a pair of variance q and correlation c.
 
     relu family: φ′ takes the values a and 1, so φ′² is the derivative of the same family at slope a²
-    (relu: a = 0) and the closed form of ``derivative_pair_moment`` applies; otherwise Mehler's series.
+    (relu: a = 0) and the closed form of ``derivative_pair_moment`` applies; hard_tanh: φ′² = φ′, the same;
+    otherwise Mehler's series (panels cut at the kinks).
     """
     if activation == "linear":
         return jnp.ones_like(q * c)
     if activation == "relu" or activation in SLOPED:
         a = 0.0 if activation == "relu" else slope
         return _g.derivative_pair_moment("leaky_relu", q, q, c, slope=a * a)
+    if activation == "hard_tanh":  # φ′ ∈ {0, 1}: φ′² = φ′, the split-rule derivative pair moment
+        return _g.derivative_pair_moment("hard_tanh", q, q, c)
     d = _g.derivative(resolve_activation(activation, slope=slope))
-    return _g.mehler_pair(lambda x: d(x) ** 2, lambda x: d(x) ** 2, q, q, c)
+    return _g.mehler_pair(lambda x: d(x) ** 2, lambda x: d(x) ** 2, q, q, c, kinks=_g.closed_forms(activation).kinks)
 
 
 def _dense_covariances(mu1, mu2, kappa, rho, n):
@@ -360,16 +363,17 @@ def _forward_length_statistics(cfg, q0, q_in, b_eff):
     phi = resolve_activation(act, slope=sl)
     d = _g.derivative(phi)
     sq, dsq = (lambda x: phi(x) ** 2), (lambda x: d(x) ** 2)
+    kinks = _g.closed_forms(act).kinks  # hard_tanh's move with q: the rule is split there
 
     def one(t, r, B):
         mu1 = _g.derivative_moment(act, t, slope=sl)
         s = t * jax.grad(lambda u: _g.derivative_moment(act, u, slope=sl))(t) / mu1  # d ln μ₁/d ln q
         V = _g.second_moment(act, t, slope=sl)
         dV = _g.q_map_slope_kernel(act, t, slope=sl)
-        var_own = _g.expect(lambda x: sq(x) ** 2, t) - V**2
-        var_shared = _g.mehler_pair(sq, sq, t, t, r) - V**2
-        cov_own = _g.expect(lambda x: dsq(x) * sq(x), t) - mu1 * V
-        cov_shared = _g.mehler_pair(dsq, sq, t, t, r) - mu1 * V
+        var_own = _g.expect_split(lambda x: sq(x) ** 2, t, kinks) - V**2
+        var_shared = _g.mehler_pair(sq, sq, t, t, r, kinks=kinks) - V**2
+        cov_own = _g.expect_split(lambda x: dsq(x) * sq(x), t, kinks) - mu1 * V
+        cov_shared = _g.mehler_pair(dsq, sq, t, t, r, kinks=kinks) - mu1 * V
         return s, dV, mu1, var_own / B + (1 - 1 / B) * var_shared, cov_own / B + (1 - 1 / B) * cov_shared
 
     s, dV, mu1, var_s, cov_s = jax.vmap(one)(q, c, b_eff)

@@ -180,3 +180,24 @@ def test_expect_split_at_moving_kinks_matches_closed_forms(q):
     d = g.derivative(phi)
     got = g.expect_split(lambda x: (d(x) * phi(x)) ** 2, q, g.closed_forms("elu").kinks)
     assert abs(float(got) - ref) <= 1e-10 * ref
+
+
+@pytest.mark.parametrize("q, c", [(0.5, 0.7), (2.0, 0.3)])
+def test_mehler_pair_cut_at_moving_kinks_matches_a_split_double_integral(q, c):
+    """E[φ′(u₁)² φ(u₂)²] of hard_tanh (kinks ±1/√q, inside the rule's panels unless q = 1) against a nested
+    scipy quad split at the kinks (inner: z₂ at (±1/√q − c z₁)/√(1−c²); outer: z₁ at ±1/√q). Unsplit panels
+    were off by 5% at q = 2."""
+    s, r = math.sqrt(q), math.sqrt(1 - c * c)
+    pdf = lambda z: math.exp(-z * z / 2) / math.sqrt(2 * math.pi)  # noqa: E731
+
+    def inner(z1):
+        pts = sorted([-12.0, 12.0] + [(k / s - c * z1) / r for k in (-1, 1) if abs((k / s - c * z1) / r) < 12])
+        return sum(integrate.quad(lambda z2: min(abs(s * (c * z1 + r * z2)), 1.0) ** 2 * pdf(z2), a, b, epsabs=1e-13)[0]
+                   for a, b in zip(pts[:-1], pts[1:]))
+
+    # φ′(√q z₁)² = 1 only between the kinks: the outer integral runs over [−1/√q, 1/√q]
+    ref = integrate.quad(lambda z1: inner(z1) * pdf(z1), -1 / s, 1 / s, epsabs=1e-12, limit=200)[0]
+    phi = resolve_activation("hard_tanh")
+    d = g.derivative(phi)
+    got = g.mehler_pair(lambda x: d(x) ** 2, lambda x: phi(x) ** 2, q, q, c, kinks=g.closed_forms("hard_tanh").kinks)
+    assert abs(float(got) - ref) <= 1e-10, (float(got), ref)
