@@ -187,6 +187,11 @@ def _cut_rule(cuts):
     return z, ((hi - lo)[:, None] / 2 * jnp.asarray(wx, cuts.dtype)[None, :]).ravel() * _normal_pdf(z)
 
 
+def _moving(kinks):
+    """The kinks that a rule must be cut at: x = 0 maps to z = 0 at every q, already a panel edge of the 1-D rule."""
+    return tuple(k for k in kinks if k != 0.0)
+
+
 def _kink_cuts(q, kinks):
     """z = k/√q of every kink k of f(√q z) (clamped to ±R for q → 0)."""
     s = _safe_sqrt(jnp.asarray(q, float))
@@ -210,6 +215,7 @@ def hermite_coefficients(f, q, order: int = _HERMITE_ORDER, kinks=()):
     Returns:
       (order+1,) coefficients; Σ_k a_k² = E[f(√q z)²] (Parseval).
     """
+    kinks = _moving(kinks)
     if kinks:
         z, w = _cut_rule(_kink_cuts(q, kinks))
         return _hermite_at(z, order) @ (w * f(_safe_sqrt(jnp.asarray(q, z.dtype)) * z))
@@ -228,6 +234,7 @@ def mehler_series(f, g, q1, q2, order: int = _HERMITE_ORDER, kinks=()):
     ``kinks``: the points x where f or g is not smooth; every integral's panels are cut at them (a panel
     straddling hard_tanh's ±1/√q cost up to 10% in E[φ′(u₁)² φ(u₂)²]).
     """
+    kinks = _moving(kinks)
     a = hermite_coefficients(f, q1, order, kinks)
     b = hermite_coefficients(g, q2, order, kinks)
     z, w = _cut_rule(jnp.concatenate([_kink_cuts(q1, kinks), _kink_cuts(q2, kinks)])) if kinks else _rule()

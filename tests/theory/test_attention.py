@@ -275,7 +275,7 @@ def test_cotangent_profile_closed_forms_and_refusals():
         TA.query_gradient_profile(one, batch=0)
     with pytest.raises(ValueError, match="arch"):
         TA.cotangent_profile(NetConfig(depth=2, width=8))
-    with pytest.raises(ValueError, match="finite_width"):
+    with pytest.raises(ValueError, match="finite-width prediction models arch"):
         T.gradient_profile(cfg, finite_width=True)
     with pytest.raises(ValueError, match="loss"):
         T.gradient_profile(cfg, loss="mse")
