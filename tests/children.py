@@ -18,12 +18,18 @@ import os
 QUICK_CODEGEN = "--xla_backend_optimization_level=0"
 
 
+def run_cache() -> str | None:
+    """The test run's compilation cache folder (tests/conftest.py), or None where it is turned off."""
+    cache = os.environ.get("GRADJAX_TEST_XLA_CACHE", "")
+    return cache if cache and cache.lower() != "off" else None
+
+
 def child_env(*xla_flags: str, **extra: str) -> dict:
     """``os.environ`` for a child process: CPU only, ``QUICK_CODEGEN`` plus ``xla_flags`` as its only
     XLA_FLAGS, the run's compilation cache (unless turned off), then ``extra`` variables."""
     env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=" ".join((QUICK_CODEGEN, *xla_flags)))
-    cache = os.environ.get("GRADJAX_TEST_XLA_CACHE", "")
-    if cache and cache.lower() != "off":
+    cache = run_cache()
+    if cache:
         env.update(JAX_COMPILATION_CACHE_DIR=cache, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
                    JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="-1")
     env.update(extra)

@@ -402,14 +402,11 @@ def transformer_q_profile(cfg, q0):
     return _token_profile(cfg, 0.0, q0)[0]
 
 
-def transformer_cotangents(cfg, q0, finite_width):
+def transformer_cotangents(cfg, q0):
     """log10 E‖δ_l‖²/E‖δ_L‖² of :func:`cotangent_profile` for ``theory.gradient_profile`` inside its trace
-    (64-bit JAX; ``q0`` None means 1; ``finite_width=True`` is refused: only the mean field is modelled)."""
+    (64-bit JAX; ``q0`` None means 1; the mean field only: ``gradient_profile`` refuses ``finite_width=True``)."""
     _check_transformer(cfg, "gradient_profile")
     _check_x64("gradient_profile")
-    if finite_width:
-        raise ValueError("finite_width=True is not modelled for arch='transformer' (the mean field of the token "
-                         f"Grams only); allowed: None or False, got finite_width={finite_width!r}")
     return _cotangent_profile(cfg, 0.0, 1.0 if q0 is None else q0)[0]
 
 

@@ -149,11 +149,10 @@ def expect_split(f, q, kinks=()):
     """
     if not kinks:
         return expect(f, q)
-    s = _safe_sqrt(jnp.asarray(q, float))
-    k1 = 1.0 / jnp.maximum(s, 1.0 / _R_1D)  # z of the kink at x = 1 (clamped inside the range)
-    r = jnp.full_like(k1, _R_1D)
-    z, w = _graded_rule(jnp.sort(jnp.stack([-r, r] + [jnp.clip(k * k1, -r, r) for k in kinks])))
-    return jnp.sum(w * f(s * z))
+    cuts = jnp.clip(_kink_cuts(q, kinks), -_R_1D, _R_1D)
+    r = jnp.full((1,), _R_1D, cuts.dtype)
+    z, w = _graded_rule(jnp.sort(jnp.concatenate([-r, r, cuts])))
+    return jnp.sum(w * f(_safe_sqrt(jnp.asarray(q, z.dtype)) * z))
 
 
 def expect_pair(f, g, q1, q2, c):

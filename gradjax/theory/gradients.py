@@ -568,7 +568,7 @@ def gradient_profile(cfg, q0=None, *, q_in=1.0, loss="projection", batch=DEFAULT
     if cfg.arch == "transformer":
         if finite_width:  # the same refusal, naming arch, as every other structure outside the finite-width model
             _check_finite_width(cfg, batch)
-        return 0.5 * transformer_cotangents(cfg, q0, finite_width)
+        return 0.5 * transformer_cotangents(cfg, q0)
     lf = 0.5 * jnp.log10(block_factors(cfg, q0, q_in=q_in, batch=batch))
     if finite_width is None:
         finite_width = (cfg.arch in FINITE_WIDTH_ARCHS and cfg.norm == "none"

@@ -1,14 +1,13 @@
 """Shared helpers of the experiments tests: a persistent XLA cache and a subprocess runner."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.children import child_env
+from tests.children import child_env, run_cache
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -18,10 +17,8 @@ REPO = HERE.parents[1]
 def xla_cache(tmp_path_factory):
     """One compilation cache shared by the test subprocesses, so reruns skip XLA compilation: the test run's
     own (tests/conftest.py, shared by every worker and removed at the end of the run), else a fresh folder."""
-    run_cache = os.environ.get("GRADJAX_TEST_XLA_CACHE", "")
-    if run_cache and run_cache.lower() != "off":
-        return Path(run_cache)
-    return tmp_path_factory.mktemp("xla-cache")
+    cache = run_cache()
+    return Path(cache) if cache else tmp_path_factory.mktemp("xla-cache")
 
 
 def run_script(args, *, env_extra=None, xla_flags=(), cache=None, timeout=240):
