@@ -11,6 +11,9 @@ from gradjax.experiments import catalog
 from tests.experiments import fixture_experiment as fx
 
 
+pytestmark = pytest.mark.quick_codegen  # compile-bound: see tests/conftest.py
+
+
 @pytest.fixture
 def registered(monkeypatch, tmp_path):
     monkeypatch.setenv("GRADJAX_CACHE_DIR", "off")  # no compilation cache in the user's home from tests

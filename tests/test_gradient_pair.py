@@ -15,6 +15,9 @@ from gradjax import NetConfig
 from gradjax.experiments.finite_width import std_relative_error
 
 
+pytestmark = pytest.mark.quick_codegen  # compile-bound: see tests/conftest.py
+
+
 def _defaults(fn):
     return {k: p.default for k, p in inspect.signature(fn).parameters.items() if p.default is not inspect.Parameter.empty}
 
@@ -26,6 +29,7 @@ def test_the_pair_has_the_same_loss_and_batch_defaults():
     assert _defaults(T.gradient_spread)["batch"] == em["batch"]
 
 
+@pytest.mark.full_codegen  # compute-bound
 @pytest.mark.slow
 def test_relu_he_measured_median_matches_the_default_theory_within_0p05_decades():
     # relu / He, L = 50, N = 256, every default (projection loss, batch 64, float32): the seed median of

@@ -9,6 +9,8 @@ from gradjax.empirical._seeds import data_key, default_inputs
 from gradjax.empirical.activations import correlated_inputs
 from gradjax.nn.stack import forward, init_params
 
+pytestmark = pytest.mark.quick_codegen  # compile-bound: see tests/conftest.py
+
 _init = jax.jit(init_params, static_argnums=0)  # compiled draws, as inside the measurements
 
 

@@ -12,6 +12,9 @@ from gradjax.empirical.losses import loss_fn
 from gradjax.nn.stack import init_params, input_shape
 from tests.empirical.reference import reference_grad_norms, to64
 
+pytestmark = pytest.mark.quick_codegen  # compile-bound: see tests/conftest.py
+
+
 LN10 = math.log(10.0)
 # Relative error allowed on a norm: float32 against the exact (float64) reference; float64 against itself.
 RTOL = {"float32": 1e-4, "float64": 1e-10}
@@ -144,6 +147,7 @@ def test_gradient_profile_inputs_targets_and_losses():
         gradient_profile(cfg, seeds=2, inputs=jnp.zeros((3, 3, 6, 8)))
 
 
+@pytest.mark.full_codegen  # width-1024 draws: compute-bound
 def test_relu_at_sigma_w2_2_keeps_mean_squared_delta_flat():
     # He et al. 2015 (arXiv:1502.01852, Eq. 13): with σ_w² = 2, E‖δ_{l-1}‖² = E‖δ_l‖² for ReLU, for
     # an output cotangent independent of the weights (a random projection loss; with mse the

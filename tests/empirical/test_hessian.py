@@ -4,6 +4,7 @@ Lanczos quadrature against the exact eigvalsh of the full Hessian of a small zoo
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from flax import nnx
 from jax.flatten_util import ravel_pytree
 
@@ -12,6 +13,8 @@ from gradjax.empirical.hessian import block_spectrum, hessian_blocks, hessian_sp
 from gradjax.empirical.lanczos import gauss_quadrature, lanczos_tridiagonal
 from gradjax.empirical.losses import loss_fn
 from gradjax.nn.stack import forward, init_params
+
+pytestmark = pytest.mark.quick_codegen  # compile-bound: see tests/conftest.py
 
 
 def test_quadratic_closed_form():

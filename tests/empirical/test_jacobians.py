@@ -11,6 +11,9 @@ from gradjax.nn.stack import init_params, input_shape
 from tests.empirical.reference import reference_jacobians, singular_values, to64
 from tests.empirical.test_gradients import CASES, _ids
 
+pytestmark = pytest.mark.quick_codegen  # compile-bound: see tests/conftest.py
+
+
 RTOL = {"float32": 1e-4, "float64": 1e-10}
 
 

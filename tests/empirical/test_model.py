@@ -14,6 +14,9 @@ from gradjax.empirical.model import (layer_paths, model_activation_stats, model_
                                      model_jacobian_spectrum, model_q_profile)
 from gradjax.nn.stack import init_params
 
+pytestmark = pytest.mark.quick_codegen  # compile-bound: see tests/conftest.py
+
+
 CFG = NetConfig(arch="mlp", depth=4, width=12, in_dim=6, out_dim=3, activation="tanh", sigma_w2=1.5, sigma_b2=0.1)
 SEEDS = [0, 3, 5]
 # float32 agreement of two computations of the same quantity (zoo: blockwise log-scaled walk; model:

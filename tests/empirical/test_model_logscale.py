@@ -12,6 +12,9 @@ from gradjax.empirical.model import (Chain, _grad_norms, _per_seed_bytes, chain_
                                      model_gradient_profile, plan_of, plan_taps, split_model)
 from gradjax.empirical.losses import loss_fn
 
+pytestmark = pytest.mark.quick_codegen  # compile-bound: see tests/conftest.py
+
+
 EPS32 = float(np.finfo(np.float32).eps)
 
 

@@ -7,6 +7,9 @@ import pytest
 from gradjax.config import NetConfig
 from gradjax.empirical import jacobian_spectral_density, jacobian_spectrum
 
+pytestmark = pytest.mark.quick_codegen  # compile-bound: see tests/conftest.py
+
+
 CFG = NetConfig(depth=4, width=16, activation="tanh", sigma_w2=1.5, sigma_b2=0.05, dtype="float32")
 
 

@@ -12,6 +12,9 @@ from gradjax.empirical import gradient_profile, grad_norms, segment_length
 from gradjax.nn.regenerate import keyed_params
 from gradjax.nn.stack import forward, init_params, input_shape
 
+pytestmark = pytest.mark.quick_codegen  # compile-bound: see tests/conftest.py
+
+
 CNN = NetConfig(depth=12, width=4, arch="cnn", spatial=(4, 3), in_dim=2, activation="tanh", sigma_w2=1.6,
                 sigma_b2=0.05, init="delta_orthogonal", dtype="float64")
 

@@ -11,6 +11,9 @@ from gradjax.empirical import _seeds
 
 # float64 so that the vmapped and the looped programs agree to rounding (XLA may order a batched
 # matrix product differently from the unbatched one: ~1e-16 relative per operation, depth 6)
+pytestmark = pytest.mark.quick_codegen  # compile-bound: see tests/conftest.py
+
+
 CFG = NetConfig(depth=6, width=16, activation="tanh", sigma_b2=0.05, dtype="float64")
 SW2 = jnp.linspace(0.5, 4.0, 4)
 

@@ -16,6 +16,9 @@ from gradjax.experiments.registry import AgreementRow
 from gradjax.experiments.sweep import run_sweep
 from tests.experiments import fixture_experiment as fx
 
+pytestmark = pytest.mark.quick_codegen  # compile-bound: see tests/conftest.py
+
+
 NAMES = [*catalog.names(), fx.NAME]
 
 

@@ -20,6 +20,9 @@ from gradjax.nn.stack import init_params
 WIDTH, DEPTH, SEEDS, BATCH = 8, 3, 2, 4
 
 
+pytestmark = pytest.mark.quick_codegen  # compile-bound: see tests/conftest.py
+
+
 def _cell(activation, scheme):
     return Cell("init-schemes", "tiny", {"activation": activation, "init": scheme, "depth": DEPTH},
                 {"width": WIDTH, "batch": BATCH, "depths": [DEPTH], "schemes": list(m.SCHEMES), "train_steps": 0,

@@ -17,6 +17,9 @@ from gradjax.experiments import sweep
 from gradjax.experiments.registry import Experiment, Grid
 from tests.experiments import fixture_experiment as fx
 
+pytestmark = pytest.mark.quick_codegen  # compile-bound: see tests/conftest.py
+
+
 EXP = fx.EXPERIMENT
 
 

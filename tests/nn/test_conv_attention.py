@@ -16,6 +16,9 @@ from gradjax.nn.ensemble import ensemble_params
 from gradjax.nn.stack import Network, forward, input_shape, params_of, readout, unroll
 
 
+pytestmark = pytest.mark.quick_codegen  # compile-bound: see tests/conftest.py
+
+
 @jax.jit  # one program per shape; eagerly each roll (a static shift) and product compiles apart
 def _conv_by_rolls(x, w):
     """y[α] = Σ_β x[α + β − r] W[β] written as a sum of rolled copies (independent of lax.conv)."""

@@ -12,6 +12,9 @@ from gradjax.nn.regenerate import tiled_kernel
 from gradjax.nn.stack import block_keys, init_params
 
 
+pytestmark = pytest.mark.quick_codegen  # compile-bound: see tests/conftest.py
+
+
 @pytest.mark.parametrize("arch,init", [("mlp", "gaussian"), ("resmlp", "gaussian"), ("cnn", "gaussian"),
                                        ("cnn", "delta_orthogonal")])
 def test_block_keys_give_the_stored_blocks(arch, init):

@@ -109,6 +109,7 @@ def test_layernorm_factor():
     assert_allclose(np.diff(np.asarray(T.gradient_profile(cfg)))[1:], -0.5 * math.log10(f), rtol=1e-10)
 
 
+@pytest.mark.quick_codegen  # compile-bound: see tests/conftest.py
 def test_profile_is_jittable_without_retrace():
     cfg = NetConfig(depth=4, width=8, sigma_w2=1.5, sigma_b2=0.1)
     T.gradient_profile(cfg, 1.0)

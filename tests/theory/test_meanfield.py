@@ -16,6 +16,9 @@ from gradjax.nn import forward, init_params, input_shape
 from gradjax.nn.activations import ACTIVATIONS
 
 
+pytestmark = pytest.mark.quick_codegen  # compile-bound: see tests/conftest.py
+
+
 def _quad_normal(f):
     dens = lambda x: f(x) * math.exp(-x * x / 2) / math.sqrt(2 * math.pi)  # noqa: E731
     with warnings.catch_warnings():

@@ -18,6 +18,9 @@ from gradjax import theory as T
 from gradjax.config import ARCHS, NORM_POSITIONS, NORMS
 from gradjax.nn.init import INITIALIZERS
 
+pytestmark = pytest.mark.quick_codegen  # compile-bound: see tests/conftest.py
+
+
 IID = ("gaussian", "xavier_normal", "xavier_uniform", "he_normal", "he_uniform", "lecun_normal")
 MEAN_FIELD_ARCHS = ("mlp", "resmlp", "rnn", "cnn")  # one recursion per block; a cnn's is the mlp's
 INITS = tuple(INITIALIZERS) + ("delta_orthogonal",)

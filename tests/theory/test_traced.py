@@ -8,6 +8,9 @@ import pytest
 import gradjax
 from gradjax.config import NetConfig
 
+pytestmark = pytest.mark.quick_codegen  # compile-bound: see tests/conftest.py
+
+
 CFG = NetConfig(depth=12, width=64, sigma_b2=0.05)
 
 

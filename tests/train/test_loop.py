@@ -11,6 +11,9 @@ from gradjax.empirical import grad_norms
 from gradjax.nn.stack import forward, init_params
 from gradjax.train import Dataset, TrainConfig, load_digits, minibatch_indices, teacher_student, train
 
+pytestmark = pytest.mark.quick_codegen  # compile-bound: see tests/conftest.py
+
+
 FIELDS_TS = ("loss", "test_loss", "accuracy", "train_accuracy", "grad_norm", "clipped_norm", "clip_fraction")
 FIELDS_TSL = ("layer_grad_norms", "hidden_grad_norms", "weight_norms", "update_ratio")
 
@@ -172,6 +175,7 @@ def test_mismatched_network_and_data_raise(digits):
         train(SMALL, tc, digits, loss="hinge", progress=False)
 
 
+@pytest.mark.full_codegen  # trains a CNN for real: compute-bound
 def test_cnn_trains_on_flat_digit_rows_and_checkpointed_segments_change_nothing(digits):
     # The digits rows are 8×8 images, row-major: a cnn reads them as (n, 8, 8, 1) feature maps.
     cfg = NetConfig(depth=4, width=4, arch="cnn", spatial=(8, 8), in_dim=1, out_dim=10, activation="tanh",

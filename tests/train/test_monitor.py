@@ -11,6 +11,9 @@ from gradjax.train.monitor import (GradientFlowState, gradient_flow_monitor, gra
                                    group_log10_norms)
 
 
+pytestmark = pytest.mark.quick_codegen  # compile-bound: see tests/conftest.py
+
+
 def _params(key):
     k1, k2, k3 = jax.random.split(key, 3)
     return {"embed": {"kernel": jax.random.normal(k1, (3, 4)), "bias": jnp.zeros(4)},

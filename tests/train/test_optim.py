@@ -119,6 +119,7 @@ def test_weight_mask_marks_only_kernels():
     assert {"blocks/bias", "blocks/slope", "blocks/norm_scale", "blocks/norm_bias", "embed/bias"} <= set(flat)
 
 
+@pytest.mark.quick_codegen  # compile-bound: see tests/conftest.py
 @pytest.mark.parametrize("cfg", [CFG, RNN], ids=["mlp", "rnn"])
 def test_layer_norms_match_hand_slicing(cfg):
     tree = _random_like(_params(cfg), 1)
