@@ -17,6 +17,7 @@ def test_readme_has_examples():
 
 
 @pytest.mark.slow
+@pytest.mark.quick_codegen  # compile-bound (small programs, each run once): see tests/conftest.py
 def test_readme_examples_run():
     namespace: dict = {}
     for i, block in enumerate(_python_blocks()):  # in order: later blocks use names from earlier ones
