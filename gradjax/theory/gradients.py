@@ -103,6 +103,22 @@ independent copies W′_l; 1024 seeds, 4096 at critical tanh B = 1, 256 at N = 2
   lags), so they spread less than GI: critical tanh 0.078 measured vs 0.109 predicted (GI 0.107) at N = B = 64,
   0.113 vs 0.138 at B = 8, 0.025 vs 0.030 at N = 256, B = 64; chaotic 0.106 vs 0.121 at B = 64; relu 0.175 vs
   0.163 at B = 64.
+* Where the shared-weight miss at B > 1 lives (measured, not derived). Given the forward pass W_l is fixed on
+  span(X_{l−1}) (above), so at B ≥ N, X of rank N, the backward pass has no randomness of its own. For critical tanh
+  the backward log-norm then follows the inverse forward length: ln‖δ_1‖²/‖δ_L‖² regresses on ln q_L/q_1 (the
+  batch-mean h²) with slope 0.89 at N = B = 64, 0.48 at B = 8, −0.26 at B = 1 (GI: −0.26 to −0.29 at every B; N = 64,
+  L = 30, 1024 seeds, 4096 at B = 1).
+  - The tanh q-map damps the forward length, so the tied part does not accumulate as GI's random walk: every
+    pair of blocks covaries by ≈ −0.5/N², and the per-block variances are unchanged (0.230 vs 0.238 summed).
+  - In the mean, real − GI of ln‖δ_1‖²/‖δ_L‖² equals the forward batch length's finite-width drift
+    (−0.177 vs −0.177 at B = 64, −0.185 vs −0.194 at B = 8, ln units).
+  - That forward fluctuation is larger than the length covariance here models, because the examples'
+    correlation diffuses at width N (E c² ≈ 19.5/N at layer 30, where the mean field keeps c = 0). At B = 64 the
+    batch-mean Var ln q at layer 30 is 0.096 measured against 0.0056 from the AR(1) above. Put in alone through
+    s² (the measured covariance of ln q), it would add 0.03 to the variance (+5% in the spread), yet the GI
+    nets already match the present prediction within 2.5%.
+  - Chaotic tanh (q pinned at q*) shows no such tie, yet spreads 13% below GI at B = 64. relu ties to its
+    undamped length and spreads 7% above GI.
 * resmlp: gradient independence and no forward-length terms (not derived).
 
 References:
@@ -609,7 +625,9 @@ def gradient_spread(cfg, q0=None, *, q_in=1.0, loss="projection", batch=DEFAULT_
     pattern as far as the examples' pre-activations are correlated). Gradient independence is assumed
     for the spread (module docstring, regime): at B > 1 the weights shared by the forward and backward pass
     correlate the blocks negatively and move the measured spread away from it (N = 64, B = 64, L = 30:
-    critical tanh −28%, chaotic tanh −13%, relu +7%; critical tanh B = 8: −18%).
+    critical tanh −28%, chaotic tanh −13%, relu +7%; critical tanh B = 8: −18%). For tanh the backward norm
+    follows the inverse of the damped forward length there (module docstring). At B ≥ N the forward pass
+    fixes every W_l, so gradient independence does not hold even approximately.
 
     Args: as :func:`gradient_profile` (no ``finite_width``: the spread exists only at finite width).
 
