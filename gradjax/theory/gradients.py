@@ -110,7 +110,7 @@ independent copies W′_l; 1024 seeds, 4096 at critical tanh B = 1, 256 at N = 2
   L = 30, 1024 seeds, 4096 at B = 1).
   - The tanh q-map damps the forward length, so the tied part does not accumulate as GI's random walk: every
     pair of blocks covaries by ≈ −0.5/N², and the per-block variances are unchanged (0.230 vs 0.238 summed).
-  - In the mean, real − GI of ln‖δ_1‖²/‖δ_L‖² equals the forward batch length's finite-width drift
+  - In the mean (critical tanh), real − GI of ln‖δ_1‖²/‖δ_L‖² equals the forward batch length's finite-width drift
     (−0.177 vs −0.177 at B = 64, −0.185 vs −0.194 at B = 8, ln units).
   - That forward fluctuation is larger than the length covariance here models, because the examples'
     correlation diffuses at width N (E c² ≈ 19.5/N at layer 30, where the mean field keeps c = 0). At B = 64 the
