@@ -18,8 +18,10 @@ its centring changes a token's length and a difference's alike, O(1/N) each, and
 
 The backward pass is the mean field's block map (:mod:`gradjax.theory.attention`) evaluated along each walk's
 similarities (tabulated in ρ: a post-norm block's input tokens have unit length, so the map depends on ρ alone;
-pre-norm, whose residual stream's length also varies by walk, is not modelled here); the weights shared by the
-forward and backward passes are not modelled.
+pre-norm, whose residual stream's length also varies by walk, is not modelled here: walked without a table, 64
+walks of pre-norm at depth 64, width 64 give ‖δ_1‖²/‖δ_L‖² = 474 against 428 ± 38 measured over 32 seeds and 350
+from the mean field, and similarities within 0.005 of the measured); the weights shared by the forward and
+backward passes are not modelled.
 Measured (tests/theory/test_attention.py; post-layernorm, depth 8, 8 tokens, one head, width 64, 128 seeds × 4
 inputs against 256 walks): the similarities within 1.1 standard errors at every block (the mean field 4–6
 standard errors off from block 4 on), the gradient growth within 5% at every block (the mean field 21–23% low).
