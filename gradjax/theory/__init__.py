@@ -30,6 +30,9 @@ from gradjax.theory.meanfield import q_star as q_star
 from gradjax.theory.attention import token_profile as token_profile
 from gradjax.theory.conv import averaging_eigenvalues as averaging_eigenvalues
 from gradjax.theory.conv import mode_depth_scales as mode_depth_scales
+from gradjax.theory.conv import position_gradient_profile as position_gradient_profile
+from gradjax.theory.conv import position_jacobian_sv2_mean as position_jacobian_sv2_mean
+from gradjax.theory.conv import position_q_profile as position_q_profile
 from gradjax.theory.conv import spatial_covariance_profile as spatial_covariance_profile
 from gradjax.theory.attention import token_similarity as token_similarity
 from gradjax.theory.spectra import JacobianDensity as JacobianDensity

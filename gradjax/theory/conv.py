@@ -19,6 +19,19 @@ the fixed point (q*, c*), a deviation that varies along the positions as the Fou
 ξ_p = −1/ln|χ λ_p|. At criticality (χ_c = 1) the mean mode is marginal in both inits; every other
 mode of a gaussian cnn dies over ξ_p layers, while delta-orthogonal kernels keep them all (λ_p = 1).
 
+Inputs that are not translation invariant (images: blank background, bright strokes) start each
+position at its own length q_0(α). The diagonal of the covariance map closes on itself (A ⋆ M on the
+diagonal reads only M's diagonal), so the per-position lengths follow
+
+    q_l(α) = σ_w² (A V(q_{l−1}))(α) + σ_b²,   V(q) = E[φ(√q z)²],   (A v)(α) = k^{−d} Σ_β v(α + β),
+
+and, under gradient independence, the per-position mean square of a cotangent travels back as
+g_{l−1}(α) = σ_w² E[φ′(√q_{l−1}(α) z)²] (A g_l)(α) (the window is symmetric, so Aᵀ = A). A
+delta-orthogonal kernel (A = identity) keeps every position on its own mlp trajectory: χ₁ differs from
+position to position (positions of a blank background start at q ≈ 0, where tanh's χ₁ ≈ σ_w² > 1), so the
+expected norms are sums of per-position products, not the product at the mean length
+(:func:`position_q_profile`, :func:`position_gradient_profile`, :func:`position_jacobian_sv2_mean`).
+
 References:
   Xiao, Bahri, Sohl-Dickstein, Schoenholz & Pennington 2018, "Dynamical Isometry and a Mean Field
   Theory of CNNs: How to Train 10,000-Layer Vanilla Convolutional Neural Networks", arXiv:1806.05393,
@@ -148,3 +161,124 @@ def input_covariance(cfg, x: jax.Array) -> jax.Array:
     gram = (flat @ flat.T / cfg.in_dim).reshape(cfg.spatial * 2)
     p = math.prod(cfg.spatial)
     return _window_average(cfg.kernel_size, gram).reshape(p, p)
+
+
+def _window_mean(cfg, v: jax.Array) -> jax.Array:
+    """(A v)(α) = k^{−d} Σ_β v(α + β) over the trailing ``cfg.spatial`` axes of ``v`` (circular); v itself for
+    delta-orthogonal kernels (A = identity)."""
+    if cfg.init == "delta_orthogonal":
+        return v
+    d, r = len(cfg.spatial), cfg.kernel_size // 2
+    axes = tuple(range(v.ndim - d, v.ndim))
+    acc = jnp.zeros_like(v)
+    for beta in itertools.product(range(-r, r + 1), repeat=d):
+        acc = acc + jnp.roll(v, tuple(-b for b in beta), axis=axes)
+    return acc / cfg.kernel_size**d
+
+
+def _check_position_lengths(cfg, q0, what: str, batched: bool) -> jax.Array:
+    _require_cnn(cfg, what)
+    q0 = _f(q0)
+    d = len(cfg.spatial)
+    if q0.shape[q0.ndim - d:] != cfg.spatial or q0.ndim > d + int(batched):
+        allowed = f"{cfg.spatial} or (B,) + {cfg.spatial}" if batched else f"{cfg.spatial}"
+        raise ValueError(f"q0 must have shape {allowed} (the per-position second moments of h_0), got {q0.shape}")
+    return q0
+
+
+def _position_lengths(cfg, q0: jax.Array) -> jax.Array:
+    """(L + 1, *q0.shape): q_l at every position for l = 0..L (entry 0 is q0)."""
+    sw, sb = _f(cfg.sigma_w2), _f(cfg.sigma_b2)
+    v = jnp.vectorize(lambda q: _g.second_moment(cfg.activation, q, slope=cfg.leaky_slope))
+
+    def step(q, _):
+        nxt = sw * _window_mean(cfg, v(q)) + sb
+        return nxt, nxt
+
+    _, qs = jax.lax.scan(step, q0, None, length=cfg.depth)
+    return jnp.concatenate([q0[None], qs], axis=0)
+
+
+def _position_cotangent_squares(cfg, q: jax.Array, top: jax.Array) -> jax.Array:
+    """(L + 1, …) g_l at every position from g_L = ``top``: g_{l−1} = σ_w² μ₁(q_{l−1}) · A g_l (entry l for h_l)."""
+    sw = _f(cfg.sigma_w2)
+    mu1 = jnp.vectorize(lambda t: _g.derivative_moment(cfg.activation, t, slope=cfg.leaky_slope))(q[:-1])
+
+    def step(g, m):
+        nxt = sw * m * _window_mean(cfg, g)
+        return nxt, nxt
+
+    _, gs = jax.lax.scan(step, top, mu1, reverse=True)
+    return jnp.concatenate([gs, top[None]], axis=0)
+
+
+@jax.jit
+def position_q_profile(cfg, q0: jax.Array) -> jax.Array:
+    """Per-position pre-activation length q_l(α) after every block, from each position's own q_0(α).
+
+    q_l(α) = σ_w² (A V(q_{l−1}))(α) + σ_b² (module docstring): the diagonal of
+    :func:`spatial_covariance_profile`, which it equals, at O(P) instead of O(P²) work per block.
+
+    Args:
+      cfg: a cnn.
+      q0: ``cfg.spatial`` or (B,) + ``cfg.spatial``: the second moment of h_0 at every position (for an
+        image through the cnn's input layer, the diagonal of :func:`input_covariance`).
+
+    Returns:
+      (L,) + q0.shape, entry l−1 after block l (linear units).
+
+    References: Xiao et al. 2018, arXiv:1806.05393, Eq. 2.5 (its diagonal).
+    """
+    return _position_lengths(cfg, _check_position_lengths(cfg, q0, "position_q_profile", batched=True))[1:]
+
+
+@jax.jit
+def position_gradient_profile(cfg, q0: jax.Array) -> jax.Array:
+    """Expected log10 ‖∂loss/∂h_l‖ − log10 ‖∂loss/∂h_L‖ for inputs whose positions start at their own lengths.
+
+    Mean field with gradient independence (module docstring): ‖δ_l‖² summed over the examples, positions
+    and channels; the projection loss reaches h_L through the global-average-pool readout, so
+    E δ_L(α)² ∝ E[φ′(√q_L(α) z)²] (the same constant at every position and example). The quantity of
+    ``gradjax.empirical.gradient_profile(cfg, seeds, inputs=x).relative()`` for the batch ``x`` whose
+    per-position lengths are ``q0``. With q0 the same at every position it is
+    :func:`gradjax.theory.gradient_profile` (mean field, ``finite_width=False``) at that q0.
+
+    Args:
+      cfg: a cnn.
+      q0: ``cfg.spatial`` (one input) or (B,) + ``cfg.spatial`` (a batch, summed over): second moment of h_0
+        at every position.
+
+    Returns:
+      (L,) log10 units, entry l−1 for h_l (the last entry is 0).
+
+    References: Xiao et al. 2018, arXiv:1806.05393, Sec. 2–3; Schoenholz et al. 2017, arXiv:1611.01232
+    (the backward recursion, Sec. 4).
+    """
+    q = _position_lengths(cfg, _check_position_lengths(cfg, q0, "position_gradient_profile", batched=True))
+    top = jnp.vectorize(lambda t: _g.derivative_moment(cfg.activation, t, slope=cfg.leaky_slope))(q[-1])
+    tot = jnp.sum(_position_cotangent_squares(cfg, q, top).reshape(cfg.depth + 1, -1), axis=1)
+    return 0.5 * jnp.log10(tot[1:] / tot[-1])
+
+
+@jax.jit
+def position_jacobian_sv2_mean(cfg, q0: jax.Array) -> jax.Array:
+    """log10 of the mean squared singular value of ∂h_L/∂h_l, l = 0..L−1, for one input.
+
+    E σ² = tr(Jᵀ J)/(P·N) is the position mean of g_l for g_L = 1 (module docstring). For a
+    delta-orthogonal cnn the Jacobian is block-diagonal over positions, and this is the mean over
+    positions of Π_k χ₁(q_{k−1}(α)) — not Π_k χ₁ at the mean length, the mean field of the first moment of
+    the density of :func:`gradjax.theory.jacobian_density` when every position starts at one q0.
+
+    Args:
+      cfg: a cnn.
+      q0: ``cfg.spatial``: second moment of h_0 at every position for the input.
+
+    Returns:
+      (L,) log10 units, entry l for ∂h_L/∂h_l.
+
+    References: Xiao et al. 2018, arXiv:1806.05393, Sec. 4; Pennington, Schoenholz & Ganguli 2017,
+    arXiv:1711.04735 (the mean of the squared singular values is Π χ₁).
+    """
+    q = _position_lengths(cfg, _check_position_lengths(cfg, q0, "position_jacobian_sv2_mean", batched=False))
+    g = _position_cotangent_squares(cfg, q, jnp.ones_like(q0))
+    return jnp.log10(jnp.mean(g.reshape(cfg.depth + 1, -1), axis=1))[:-1]

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from scipy import integrate
 
 from gradjax import NetConfig
 from gradjax import empirical as E
@@ -171,3 +172,73 @@ def test_theory_refuses_what_it_does_not_model():
         TC.mode_depth_scales(NetConfig(depth=4, width=8))
     with pytest.raises(ValueError, match="kind"):
         TC.mode_depth_scales(_cnn(), "z")
+
+
+def _window_matrix(spatial, k):
+    """Explicit P × P matrix of v ↦ k^{−d} Σ_β v(· + β) on the torus (row-major positions)."""
+    p = math.prod(spatial)
+    idx = np.arange(p).reshape(spatial)
+    a = np.zeros((p, p))
+    for beta in np.ndindex(*(k,) * len(spatial)):
+        shifted = np.roll(idx, tuple(k // 2 - b for b in beta), axis=tuple(range(len(spatial))))
+        a[idx.reshape(-1), shifted.reshape(-1)] += 1.0 / k ** len(spatial)
+    return a
+
+
+@np.vectorize
+def _tanh_v(q):
+    """E tanh(√q z)² by adaptive quadrature (scipy; Gauss–Hermite converges slowly here: tanh has poles)."""
+    return integrate.quad(lambda z: np.tanh(np.sqrt(q) * z) ** 2 * np.exp(-z * z / 2), -np.inf, np.inf,
+                          epsabs=1e-14, epsrel=1e-13)[0] / np.sqrt(2 * np.pi)
+
+
+@np.vectorize
+def _tanh_mu1(q):
+    """E tanh′(√q z)² by adaptive quadrature."""
+    return integrate.quad(lambda z: (1 - np.tanh(np.sqrt(q) * z) ** 2) ** 2 * np.exp(-z * z / 2), -np.inf, np.inf,
+                          epsabs=1e-14, epsrel=1e-13)[0] / np.sqrt(2 * np.pi)
+
+
+def test_position_resolved_mean_field_against_an_explicit_matrix_recursion():
+    # Independent computation: the per-position lengths and cotangent squares by numpy with the explicit
+    # window matrix A (identity for delta-orthogonal) and scipy quadrature for the moments:
+    # q_l = σ_w² A V(q_{l−1}) + σ_b²; g_{l−1} = σ_w² μ₁(q_{l−1}) ⊙ A g_l, g_L = μ₁(q_L) (the profile) or 1 (E σ²).
+    rng = np.random.default_rng(0)
+    q0 = rng.uniform(0.0, 1.5, size=(2, 3, 4))  # two inputs; positions start far from q* (0.57)
+    for init in ("gaussian", "delta_orthogonal"):
+        cfg = _cnn(depth=6, spatial=(3, 4), init=init, sigma_w2=1.76, sigma_b2=0.05)
+        a = _window_matrix((3, 4), 3) if init == "gaussian" else np.eye(12)
+        q = [q0.reshape(2, 12)]
+        for _ in range(cfg.depth):
+            q.append(1.76 * _tanh_v(q[-1]) @ a.T + 0.05)
+        np.testing.assert_allclose(np.asarray(TC.position_q_profile(cfg, q0)).reshape(6, 2, 12), q[1:], rtol=1e-10)
+        mu1 = [_tanh_mu1(x) for x in q]
+        profile, sv2 = _cotangent_squares(mu1, a, mu1[-1]), _cotangent_squares(mu1, a, np.ones((2, 12)))
+        tot = profile.sum((1, 2))
+        np.testing.assert_allclose(TC.position_gradient_profile(cfg, q0), 0.5 * np.log10(tot[1:] / tot[-1]), atol=1e-10)
+        np.testing.assert_allclose(TC.position_jacobian_sv2_mean(cfg, q0[1]), np.log10(sv2[:-1, 1].mean(-1)), atol=1e-10)
+
+
+def _cotangent_squares(mu1, a, top):
+    """(L + 1, …) g_l from g_L = top: g_{l−1} = σ_w² μ₁(q_{l−1}) ⊙ A g_l (σ_w² = 1.76)."""
+    g = [top]
+    for l in range(len(mu1) - 1, 0, -1):
+        g.insert(0, 1.76 * mu1[l - 1] * (g[0] @ a))
+    return np.asarray(g)
+
+
+def test_position_resolved_mean_field_reduces_to_the_mlps_for_uniform_lengths_and_refuses_bad_shapes():
+    # Every position at one q0: the mlp's recursion (gradjax.theory.gradient_profile, mean field; block_factors).
+    for init in ("gaussian", "delta_orthogonal"):
+        cfg = _cnn(depth=10, init=init)
+        q0 = np.full((2, 16), 0.3)
+        np.testing.assert_allclose(TC.position_gradient_profile(cfg, q0), T.gradient_profile(cfg, 0.3, finite_width=False),
+                                   atol=1e-12)
+        np.testing.assert_allclose(TC.position_jacobian_sv2_mean(cfg, q0[0]),
+                                   np.cumsum(np.log10(np.asarray(T.block_factors(cfg, 0.3)))[::-1])[::-1], atol=1e-12)
+    with pytest.raises(ValueError, match="q0 must have shape"):
+        TC.position_gradient_profile(_cnn(), np.ones((2, 15)))
+    with pytest.raises(ValueError, match="q0 must have shape"):
+        TC.position_jacobian_sv2_mean(_cnn(), np.ones((2, 16)))
+    with pytest.raises(ValueError, match="arch"):
+        TC.position_q_profile(NetConfig(depth=4, width=8), np.ones(3))
