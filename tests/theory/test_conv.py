@@ -55,12 +55,7 @@ def test_averaging_eigenvalues_are_those_of_the_circulant_window_average(spatial
     # symmetric and circulant, so its eigenvalues are real and each Fourier mode is an eigenvector.
     cfg = _cnn(spatial=spatial, kernel_size=k)
     p = math.prod(spatial)
-    idx = np.arange(p).reshape(spatial)
-    a = np.zeros((p, p))
-    r = k // 2
-    for beta in np.ndindex(*(k,) * len(spatial)):
-        shifted = np.roll(idx, tuple(r - b for b in beta), axis=tuple(range(len(spatial))))
-        a[idx.reshape(-1), shifted.reshape(-1)] += 1.0 / k ** len(spatial)
+    a = _window_matrix(spatial, k)
     modes = np.fft.fftn(np.eye(p).reshape((p,) + spatial), axes=tuple(range(1, len(spatial) + 1))).reshape(p, p)
     lam = np.asarray(TC.averaging_eigenvalues(cfg)).reshape(-1)
     np.testing.assert_allclose(a @ modes.T, modes.T * lam[None, :], atol=1e-12)
