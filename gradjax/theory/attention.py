@@ -76,6 +76,7 @@ block 20 on (256): the remaining excess, of the order L/N at these sizes, is not
 from __future__ import annotations
 
 
+import functools
 import math
 
 import jax
@@ -174,11 +175,12 @@ def _pair_moments(tau1, tau0, tokens: int):
     return m11, c21, o2
 
 
-def _attention_gram(cfg, q, rho):
-    """(q, q·ρ) of the attention sublayer's output for input tokens of length q, similarity ρ."""
+def _attention_gram(cfg, q, rho, moments=None):
+    """(q, q·ρ) of the attention sublayer's output for input tokens of length q, similarity ρ (``moments``: the
+    softmax moments' function, :func:`_logit_moments` by default)."""
     sw, sb = _f(cfg.sigma_w2), _f(cfg.sigma_b2)
     one_minus = jnp.maximum(1.0 - rho, 0.0)
-    m2, m11 = softmax_overlaps(sw * q * one_minus, sw * q * jnp.sqrt(jnp.maximum(rho, 0.0) * one_minus), cfg.tokens)
+    m2, m11 = (moments or _logit_moments)(cfg, q, rho)[:2]
     return sw * sw * q * (one_minus * m2 + rho) + sb, sw * sw * q * (one_minus * m11 + rho) + sb
 
 
@@ -216,7 +218,7 @@ def _logit_moments(cfg, q, rho):
     return m2, m11, m2 - 2 * m3 + m4, m11 - 2 * c21 + o2
 
 
-def _attention_cotangent(cfg, q, rho, p, k):
+def _attention_cotangent(cfg, q, rho, p, k, moments=None):
     """Cotangent Gram (p, k) at the attention's input x from (p, k) at its output (module docstring).
 
     Value path A^T G W_Oᵀ W_Vᵀ, and the logit path through the queries and the keys; the three use
@@ -224,7 +226,7 @@ def _attention_cotangent(cfg, q, rho, p, k):
     """
     sw, t = _f(cfg.sigma_w2), cfg.tokens
     one_minus = jnp.maximum(1.0 - rho, 0.0)
-    m2, m11, r1, r2 = _logit_moments(cfg, q, rho)
+    m2, m11, r1, r2 = (moments or _logit_moments)(cfg, q, rho)
     kappa = k / p
     value = sw * sw * p * (m2 + kappa * (t - 1) * m11)
     value_off = sw * sw * p * ((1 - kappa) * (1 - m2) + kappa * (t - m2 - (t - 1) * m11)) / (t - 1)
@@ -234,7 +236,7 @@ def _attention_cotangent(cfg, q, rho, p, k):
             value_off + lam * one_minus * kappa * r2 - key / (t - 1))
 
 
-def _query_weight_square(cfg, q, rho, p, k):
+def _query_weight_square(cfg, q, rho, p, k, moments=None):
     """E‖∂loss/∂W_Q‖² (= E‖∂loss/∂W_K‖²) of one example from the cotangent Gram (p, k) at the attention's
     output and its input's (q, ρ): N² σ³ p q³ (1−ρ)² T [R₁ + ρ(T−1) κ R₂].
 
@@ -243,7 +245,7 @@ def _query_weight_square(cfg, q, rho, p, k):
     gradient is the same sum read by columns. The heads add up to N.
     """
     sw, t, n = _f(cfg.sigma_w2), cfg.tokens, cfg.width
-    _, _, r1, r2 = _logit_moments(cfg, q, rho)
+    _, _, r1, r2 = (moments or _logit_moments)(cfg, q, rho)
     one_minus = jnp.maximum(1.0 - rho, 0.0)
     return n * n * sw**3 * p * q**3 * one_minus**2 * t * (r1 + rho * (t - 1) * (k / p) * r2)
 
@@ -365,20 +367,25 @@ def cotangent_profile(cfg, rho0=0.0, q0=1.0):
     return _in_x64(_cotangent_profile, cfg, rho0, q0)[:2]
 
 
-def _block_grams(cfg, q, k):
-    """Forward Grams of one block from its input's (q, k): ``((attention input), (MLP input), output)``."""
-    mid = _sublayer(cfg, q, k, _attention_gram)
+def _block_grams(cfg, q, k, moments=None):
+    """Forward Grams of one block from its input's (q, k): ``((attention input), (MLP input), output)``
+    (``moments``: the softmax moments' function, :func:`_logit_moments` by default)."""
+    mid = _sublayer(cfg, q, k, functools.partial(_attention_gram, moments=moments))
     return (q, k), mid, (_sublayer(cfg, *mid, _mlp_gram) if cfg.mlp else mid)
 
 
-def _block_cotangent(cfg, attn_in, mlp_in, p, pk):
+def _block_cotangent(cfg, attn_in, mlp_in, p, pk, moments=None):
     """The cotangent's (p, k) at a block's input from those at its output (the block's forward Grams given),
-    and E‖∂loss/∂W_Q‖² of the block's attention for that cotangent (one example)."""
+    and E‖∂loss/∂W_Q‖² of the block's attention for that cotangent (one example); ``moments`` as in
+    :func:`_block_grams`."""
     if cfg.mlp:
         p, pk = _sublayer_cotangent(cfg, *mlp_in, p, pk, _mlp_gram, _mlp_cotangent)
-    _, attn_out = _branch_output_cotangent(cfg, *attn_in, p, pk, _attention_gram)
-    w = _query_weight_square(cfg, _branch_input(cfg, attn_in[0])[0], attn_in[1] / attn_in[0], *attn_out)
-    return _sublayer_cotangent(cfg, *attn_in, p, pk, _attention_gram, _attention_cotangent), w
+    gram = functools.partial(_attention_gram, moments=moments)
+    _, attn_out = _branch_output_cotangent(cfg, *attn_in, p, pk, gram)
+    w = _query_weight_square(cfg, _branch_input(cfg, attn_in[0])[0], attn_in[1] / attn_in[0], *attn_out,
+                             moments=moments)
+    cotangent = functools.partial(_attention_cotangent, moments=moments)
+    return _sublayer_cotangent(cfg, *attn_in, p, pk, gram, cotangent), w
 
 
 @jax.jit
