@@ -70,7 +70,8 @@ same softmax rows in the forward and the backward pass; 1,024 walks) gives the m
 of the Grams across examples nor the attention shared by the two passes is what the N → ∞ theory misses.
 Pre-norm at depth 64: +22% at width 64 (log-normal estimate over 32 seeds); at widths 128 and 256 (32 seeds
 each) +10% and +12% at the first block (standard error 4%), within 6% from block 2 on (128) and 5% from
-block 20 on (256): the remaining excess, of the order L/N at these sizes, is not resolved at this seed count.
+block 20 on (256); at width 64 the finite-width walk (:mod:`gradjax.theory.token_walk`) follows the measured
+gradient growth within 2% at every block (256 seeds against 1,024 walks; the mean field 28% low).
 """
 
 from __future__ import annotations
