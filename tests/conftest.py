@@ -191,26 +191,40 @@ def _bound_worker_memory():
 # ---- quick code generation for compile-bound tests -----------------------------------------------
 # Most tests run small programs once: their time goes to XLA compiling them (62% of the suite's test
 # seconds), mostly to LLVM optimizing the CPU code. A module marked `pytestmark =
-# pytest.mark.quick_codegen` runs its tests with `jax_disable_most_optimizations` (XLA's LLVM level 0,
-# no expensive passes): the same XLA programs (HLO passes, fusion and numerics unchanged), compiled to
-# less optimized machine code. Measured on the idle 2-core CPU over every module: the marked modules
-# take 216 s less in all (e.g. the tiny experiments 158 → 102 s), while compute-bound modules (random
-# draws at width 1024, deep spectra) run up to 7× slower at level 0 and stay unmarked;
-# `pytest.mark.full_codegen` exempts one test of a marked module. Tests assert numbers with
-# tolerances derived from the computation, which hold for any code generation; bitwise comparisons
-# compare two programs compiled at the same level. The persistent cache keys on the compile options,
-# so the two levels never share an entry.
+# pytest.mark.quick_codegen` runs its tests and its module-scoped fixtures with
+# `jax_disable_most_optimizations` (XLA's LLVM level 0, no expensive passes): the same XLA programs,
+# compiled to less optimized machine code (float results may differ in the last bits, as they may
+# between two machines). Measured on the idle 2-core CPU over every module: the marked modules take
+# 216 s less in all (e.g. the tiny experiments 158 → 102 s), while compute-bound modules (random draws
+# at width 1024, deep spectra) run up to 7× slower at level 0 and stay unmarked;
+# `pytest.mark.full_codegen` exempts one test of a marked module, `quick_codegen` on a test marks it
+# alone. Tests assert numbers with tolerances derived from the computation, which hold for any code
+# generation; bitwise comparisons compare programs compiled at the same level (a reference that a
+# module fixture drew at level 2 once differed in the last bit from the test's run at level 0). The
+# persistent cache keys on the compile options, so the two levels never share an entry.
+
+
+def _quick(node) -> bool:
+    return node.get_closest_marker("quick_codegen") is not None and node.get_closest_marker("full_codegen") is None
+
+
+def _set_quick_codegen(on: bool) -> bool:
+    before = jax.config.values["jax_disable_most_optimizations"]
+    jax.config.update("jax_disable_most_optimizations", on)
+    return before
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _quick_codegen_module(request):
+    """A marked module's module-scoped fixtures compile at its level too (set up after this one), so a
+    reference a fixture computes and the test's own result come from programs of the same level."""
+    before = _set_quick_codegen(_quick(request.node))
+    yield
+    _set_quick_codegen(before)
 
 
 @pytest.fixture(autouse=True)
 def _quick_codegen(request):
-    node = request.node
-    if node.get_closest_marker("quick_codegen") is None or node.get_closest_marker("full_codegen"):
-        yield
-        return
-    before = jax.config.values["jax_disable_most_optimizations"]
-    jax.config.update("jax_disable_most_optimizations", True)
-    try:
-        yield
-    finally:
-        jax.config.update("jax_disable_most_optimizations", before)
+    before = _set_quick_codegen(_quick(request.node))
+    yield
+    _set_quick_codegen(before)
