@@ -144,12 +144,17 @@ def histogram(ax, samples, *, bins=50, range=None, color=None, label: str | None
     return counts, edges
 
 
-def style_legend(ax, *, theory: bool = True, measured: bool = True, loc: str = "best", **kw):
-    """A legend with the curves' labels plus two entries explaining the line styles."""
+def style_legend(ax, *, theory: bool = True, measured: bool = True, loc: str = "best", dashed: str | None = None,
+                 **kw):
+    """A legend with the curves' labels plus entries explaining the line styles (``dashed``: what dashed
+    theory lines are, when a panel has them)."""
     handles, labels = ax.get_legend_handles_labels()
     if theory:
         handles.append(Line2D([], [], color="0.3", linewidth=1.8))
         labels.append("theory")
+    if dashed:
+        handles.append(Line2D([], [], color="0.3", linewidth=1.8, linestyle="--"))
+        labels.append(dashed)
     if measured:
         handles.append(Line2D([], [], color="0.3", linewidth=0.8, marker="o", markersize=3))
         labels.append(f"measured (median, {int(BAND[0] * 100)}–{int(BAND[1] * 100)}% band)")

@@ -16,6 +16,10 @@ arXiv:2403.09635), and the query weights' gradient that vanishes as (1 − ρ)²
 onto one direction doubly exponentially (1 − ρ cubed per block); α = 1/√L keeps the similarity
 moving by O(1/L) per block. The query/key gradients vanish where the tokens have collapsed: a
 softmax of identical rows does not depend on the logits' differences (Noci et al. 2022, Thm 3.2).
+At width N the normalized stacks grow their gradient faster than the N → ∞ mean field (each layernorm
+normalizes a Gram that fluctuates by O(1/√N), and depth amplifies it): ``theory.token_walk.finite_width_walk``
+samples each example's token Grams at the stack's own width and gives a second theory line and row
+(``walks`` walks per normalized variant; pure attention has no norm and no walk).
 
 References:
   Dong, Cordonnier & Loukas 2021, "Attention is not all you need: pure attention loses rank doubly
@@ -40,6 +44,7 @@ from gradjax.experiments import estimates
 from gradjax.experiments.estimates import mean_error
 from gradjax.experiments.sweep import per_device
 from gradjax.theory.attention import cotangent_profile, query_gradient_profile
+from gradjax.theory.token_walk import finite_width_walk
 
 #: variant → (residual_scale, norm, norm_position, mlp)
 VARIANTS = {
@@ -70,10 +75,22 @@ def theory(cell):
     # theory.gradient_profile's transformer branch, with 64-bit JAX scoped (runs also use float32)
     grad = 0.5 * np.asarray(cotangent_profile(cfg)[0])
     query = np.asarray(query_gradient_profile(cfg, batch=cell["batch"]))
+    walk_grad = _walk_gradient(cfg, cell["walks"])
     return {"similarity_theory": (("layer",), sim, {"units": "cosine", "what": "mean-field token similarity"}),
             "grad_theory": (("layer",), grad, {"units": "log10", "what": "mean-field ½ log10 E‖δ_l‖²/E‖δ_L‖²"}),
+            "grad_walk_theory": (("layer",), walk_grad, {
+                "units": "log10", "what": f"½ log10 E‖δ_l‖²/‖δ_L‖² of {cell['walks']} finite-width walks "
+                                          "(theory.token_walk.finite_width_walk; nan where it does not model the stack)"}),
             "grad_query_theory": (("layer",), query, {"units": "log10", "what": "mean-field ½ log10 E‖∂loss/∂W_Q‖² "
                                                       "(N → ∞; −inf once the tokens have collapsed in float64)"})}
+
+
+def _walk_gradient(cfg, walks):
+    """½ log10 E‖δ_l‖²/‖δ_L‖² (L,) at the stack's own width by ``finite_width_walk``; nan for a stack it does
+    not model (no norm: pure attention) or when the size asks for no walks (``walks`` = 0)."""
+    if walks == 0 or cfg.norm == "none":
+        return np.full(cfg.depth, np.nan)
+    return 0.5 * np.asarray(finite_width_walk(cfg, walks=walks).log10_ratio)
 
 
 def _measure(keys, cfg, batch):
@@ -105,6 +122,8 @@ def plot(results, out_dir):
         grad = sub["grad"].transpose("seed", "layer")
         figures.median_band(ax_g, layers, grad - grad.isel(layer=-1), color=cmap[v], label=v)
         figures.theory_line(ax_g, layers, sub["grad_theory"].values, color=cmap[v])
+        if "grad_walk_theory" in sub and np.isfinite(sub["grad_walk_theory"].values).any():
+            figures.theory_line(ax_g, layers, sub["grad_walk_theory"].values, color=cmap[v], linestyle="--")
         figures.median_band(ax_q, layers, sub["grad_query"].transpose("seed", "layer"), color=cmap[v], label=v)
         figures.theory_line(ax_q, layers, sub["grad_query_theory"].values, color=cmap[v])
     ax_s.set_xlabel(figures.coord_label("layer"))
@@ -114,7 +133,8 @@ def plot(results, out_dir):
     ax_g.set_xlabel(figures.coord_label("layer"))
     ax_g.set_ylabel("log10 ‖∂loss/∂h_l‖ / ‖∂loss/∂h_L‖")
     ax_g.set_title("hidden-state gradient per block", fontsize="medium")
-    figures.style_legend(ax_g, loc="upper right")
+    walked = "grad_walk_theory" in results and np.isfinite(results["grad_walk_theory"].values).any()
+    figures.style_legend(ax_g, loc="upper right", dashed="theory at width N (finite-width walks)" if walked else None)
     ax_q.set_xlabel(figures.coord_label("layer"))
     ax_q.set_ylabel("log10 ‖∂loss/∂W_Q‖")
     ax_q.set_title("query-weight gradient per block", fontsize="medium")
@@ -142,11 +162,14 @@ def agreement(results):
                  f"attention matrices",
         ))
         rows.append(_gradient_row(sub, v, p, results.sizes["seed"]))
+        if "grad_walk_theory" in sub and np.isfinite(sub["grad_walk_theory"].values[0]):
+            rows.append(_gradient_row(sub, v, p, results.sizes["seed"], walk=True))
     return rows
 
 
-def _gradient_row(sub, variant, p, seeds):
-    """log10 E ‖δ_1‖²/‖δ_L‖² against the mean field (log10 units; theory = 2·gradient_profile at h_1).
+def _gradient_row(sub, variant, p, seeds, walk=False):
+    """log10 E ‖δ_1‖²/‖δ_L‖² against the mean field (log10 units; theory = 2·gradient_profile at h_1), or with
+    ``walk`` against the finite-width walks at the stack's width (``theory.token_walk.finite_width_walk``).
 
     The per-seed ratio is a product of L per-block gains, log-normal across seeds with a spread that grows with
     depth (post-LN at L = 64, width 64: σ ≈ 0.8 decades): its plain seed mean is carried by a few seeds and
@@ -158,14 +181,21 @@ def _gradient_row(sub, variant, p, seeds):
     log_ratio = 2 * (grad[:, 0] - grad[:, -1])
     est, se = estimates.log_normal_mean(log_ratio)
     spread = float(np.std(log_ratio, ddof=1))
+    if walk:
+        theory, source = 2 * float(sub["grad_walk_theory"].values[0]), (
+            f"finite-width walks ({p['walks']} walks at width {p['width']}: each example's token Grams sampled "
+            "exactly, the mean field's backward map along them)")
+    else:
+        theory, source = 2 * float(sub["grad_theory"].values[0]), (
+            "mean field of the cotangents' token Gram (Kedia et al. 2024, arXiv:2403.09635)")
     return AgreementRow(
-        quantity="log10 E ‖δ_1‖²/‖δ_L‖² (gradient growth through the stack)", where=f"{variant}, L={p['depth']}",
-        theory=2 * float(sub["grad_theory"].values[0]), measured=est, metric="absolute",
+        quantity="log10 E ‖δ_1‖²/‖δ_L‖² (gradient growth through the stack)",
+        where=f"{variant}, L={p['depth']}" + (", finite-width walk" if walk else ""),
+        theory=theory, measured=est, metric="absolute",
         tolerance=estimates.statistical_tolerance(se, seeds, _MODEL_DECADES),
         note=f"width {p['width']}, {p['tokens']} tokens, {seeds} seeds × {p['batch']} inputs: log-normal estimate over "
              f"the seeds (spread {spread:.2g} decades; seed median {np.median(log_ratio):.3g}); "
-             + estimates.tolerance_note(se, seeds, _MODEL_DECADES, "decades (10%) of mean field")
-             + "; mean field of the cotangents' token Gram (Kedia et al. 2024, arXiv:2403.09635)",
+             + estimates.tolerance_note(se, seeds, _MODEL_DECADES, "decades (10%) of theory") + "; " + source,
     )
 
 
@@ -179,14 +209,16 @@ EXPERIMENT = Experiment(
         "Token similarity and per-block gradient norms (hidden state, query and key weights) of transformers "
         "at initialization: pure attention, post-LN, pre-LN and pre-LN with branches scaled by α = 1/√L.\n"
         "Theory lines: the mean-field recursion of the token Gram matrix (attention's softmax overlaps by "
-        "quadrature, the MLP's c-map, norms, α-weighted skips). Pure attention collapses the tokens doubly "
-        "exponentially; α = 1/√L keeps them apart."
+        "quadrature, the MLP's c-map, norms, α-weighted skips); dashed, the gradient growth at the stacks' own "
+        "width by finite-width walks of each example's token Grams (normalized variants). Pure attention collapses "
+        "the tokens doubly exponentially; α = 1/√L keeps them apart."
     ),
     sizes={
         # tiny: one variant, since each variant is its own compiled program (seconds each)
-        "tiny": _grid(2, ("pre-ln-scaled",), depth=4, width=8, tokens=4, batch=2),
-        "quick": _grid(32, depth=64, width=64, tokens=8, batch=4),  # 8 seeds: 9% standard error at pre-ln-scaled
-        "full": _grid(64, depth=256, width=512, tokens=32, batch=8),
+        # walks: finite-width walks per normalized variant (theory.token_walk; 0 = none, tiny keeps to one program)
+        "tiny": _grid(2, ("pre-ln-scaled",), depth=4, width=8, tokens=4, batch=2, walks=0),
+        "quick": _grid(32, depth=64, width=64, tokens=8, batch=4, walks=256),  # 8 seeds: 9% s.e. at pre-ln-scaled
+        "full": _grid(64, depth=256, width=512, tokens=32, batch=8, walks=256),
     },
     theory=theory, measure=measure, plot=plot, agreement=agreement,
     bytes_per_seed=lambda cell: 8 * cell["depth"] * (6 * cell["width"] ** 2
