@@ -105,13 +105,19 @@ def mode_depth_scales(cfg, kind: str = "c") -> jax.Array:
     return _depth_scale(jnp.abs(_fixed_point_slope(cfg, kind) * averaging_eigenvalues(cfg)))
 
 
+def _circular_window_mean(kernel_size: int, v: jax.Array, d: int, groups: int) -> jax.Array:
+    """k^{−d} Σ_β v shifted by β (circular) on each of the last ``groups`` groups of d axes at once."""
+    r = kernel_size // 2
+    axes = tuple(range(v.ndim - groups * d, v.ndim))
+    acc = jnp.zeros_like(v)
+    for beta in itertools.product(range(-r, r + 1), repeat=d):
+        acc = acc + jnp.roll(v, tuple(-b for b in beta) * groups, axis=axes)
+    return acc / kernel_size**d
+
+
 def _window_average(kernel_size: int, m: jax.Array) -> jax.Array:
     """(A ⋆ M)(α, α') = k^{−d} Σ_β M(α + β, α' + β) for M of shape spatial + spatial (circular)."""
-    d, r = m.ndim // 2, kernel_size // 2
-    acc = jnp.zeros_like(m)
-    for beta in itertools.product(range(-r, r + 1), repeat=d):
-        acc = acc + jnp.roll(m, tuple(-b for b in beta) * 2, axis=tuple(range(2 * d)))
-    return acc / kernel_size**d
+    return _circular_window_mean(kernel_size, m, m.ndim // 2, groups=2)
 
 
 def covariance_map(cfg, sigma: jax.Array) -> jax.Array:
@@ -168,12 +174,7 @@ def _window_mean(cfg, v: jax.Array) -> jax.Array:
     delta-orthogonal kernels (A = identity)."""
     if cfg.init == "delta_orthogonal":
         return v
-    d, r = len(cfg.spatial), cfg.kernel_size // 2
-    axes = tuple(range(v.ndim - d, v.ndim))
-    acc = jnp.zeros_like(v)
-    for beta in itertools.product(range(-r, r + 1), repeat=d):
-        acc = acc + jnp.roll(v, tuple(-b for b in beta), axis=axes)
-    return acc / cfg.kernel_size**d
+    return _circular_window_mean(cfg.kernel_size, v, len(cfg.spatial), groups=1)
 
 
 def _check_position_lengths(cfg, q0, what: str, batched: bool) -> jax.Array:
@@ -199,10 +200,15 @@ def _position_lengths(cfg, q0: jax.Array) -> jax.Array:
     return jnp.concatenate([q0[None], qs], axis=0)
 
 
+def _derivative_moments(cfg, q: jax.Array) -> jax.Array:
+    """μ₁(q) = E[φ′(√q z)²] elementwise over an array of lengths."""
+    return jnp.vectorize(lambda t: _g.derivative_moment(cfg.activation, t, slope=cfg.leaky_slope))(q)
+
+
 def _position_cotangent_squares(cfg, q: jax.Array, top: jax.Array) -> jax.Array:
     """(L + 1, …) g_l at every position from g_L = ``top``: g_{l−1} = σ_w² μ₁(q_{l−1}) · A g_l (entry l for h_l)."""
     sw = _f(cfg.sigma_w2)
-    mu1 = jnp.vectorize(lambda t: _g.derivative_moment(cfg.activation, t, slope=cfg.leaky_slope))(q[:-1])
+    mu1 = _derivative_moments(cfg, q[:-1])
 
     def step(g, m):
         nxt = sw * m * _window_mean(cfg, g)
@@ -255,7 +261,7 @@ def position_gradient_profile(cfg, q0: jax.Array) -> jax.Array:
     (the backward recursion, Sec. 4).
     """
     q = _position_lengths(cfg, _check_position_lengths(cfg, q0, "position_gradient_profile", batched=True))
-    top = jnp.vectorize(lambda t: _g.derivative_moment(cfg.activation, t, slope=cfg.leaky_slope))(q[-1])
+    top = _derivative_moments(cfg, q[-1])
     tot = jnp.sum(_position_cotangent_squares(cfg, q, top).reshape(cfg.depth + 1, -1), axis=1)
     return 0.5 * jnp.log10(tot[1:] / tot[-1])
 
