@@ -195,6 +195,13 @@ def test_finite_width_refuses_what_it_does_not_model():
         T.gradient_profile(cfg)  # the mean-field profile itself is modelled
     with pytest.raises(ValueError, match="batch"):
         T.gradient_spread(NetConfig(depth=4, width=8), batch=0)
+    # B ≥ N: the forward pass fixes every W_l on the span of the batch's inputs, the whole input space (module
+    # docstring), so the spread's gradient independence is void there; the mean drift is still answered.
+    for b in (8, 9):
+        with pytest.raises(ValueError, match=rf"models batch < width, got batch={b} with width=8"):
+            T.gradient_spread(NetConfig(depth=4, width=8), batch=b)
+    assert np.all(np.isfinite(np.asarray(T.gradient_spread(NetConfig(depth=4, width=8), batch=7))))
+    assert np.all(np.isfinite(np.asarray(T.gradient_profile(NetConfig(depth=4, width=8), batch=8, finite_width=True))))
 
 
 def _own_and_independent_backward(n, batch, depth, sigma_w2, sigma_b2, seeds, key=2000):
