@@ -71,9 +71,11 @@ REL_TOL, SE_MULTIPLE = 0.10, 3.0
 _K, _PROBES = 16, 2
 
 
-def config_of(cell) -> NetConfig:
+def config_of(cell, width=None) -> NetConfig:
+    """The cell's network: ``width`` channels (default the cell's ``width``, the networks measured at
+    initialization; training passes ``train_width``)."""
     sw = float(gradjax.theory.critical_sigma_w2("tanh", SIGMA_B2))
-    return NetConfig(depth=cell["depth"], width=cell["width"], arch="cnn", spatial=(8, 8), in_dim=1, out_dim=10,
+    return NetConfig(depth=cell["depth"], width=cell["width"] if width is None else width, arch="cnn", spatial=(8, 8), in_dim=1, out_dim=10,
                      activation="tanh", init=cell["init"], sigma_w2=sw, sigma_b2=SIGMA_B2, dtype=cell.dtype)
 
 
@@ -125,7 +127,7 @@ def _test_accuracy(cell, keys) -> np.ndarray:
     ``gradjax.train.train`` runs outside ``per_device`` (a host loop, see the registry's contract); each
     seed trains from its own key, so chunking the seeds changes nothing but the memory held at once.
     """
-    cfg, tc, data = config_of(cell), _train_config(cell), load_digits()
+    cfg, tc, data = config_of(cell, cell["train_width"]), _train_config(cell), load_digits()
     seg = gradjax.empirical.segment_length(cfg.depth)
     rows = []
     for i in range(0, keys.shape[0], cell["train_chunk"]):
