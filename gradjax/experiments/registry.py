@@ -137,7 +137,7 @@ from typing import Any
 
 from gradjax._validate import check_int
 
-SIZES = ("tiny", "quick", "full")  # CI seconds / 2-core CPU under 2 minutes / one GPU
+SIZES = ("tiny", "quick", "full")  # CI seconds / 2-core CPU minutes / one GPU
 DTYPES = ("float32", "float64")
 _NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")  # kebab-case: the CLI name
 _DIM = re.compile(r"^[a-z][a-z0-9_]*$")  # dimension / coordinate names: valid netCDF and Python names
