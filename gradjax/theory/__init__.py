@@ -19,6 +19,7 @@ from gradjax.theory.meanfield import c_profile as c_profile
 from gradjax.theory.meanfield import c_star as c_star
 from gradjax.theory.meanfield import chi_1 as chi_1
 from gradjax.theory.meanfield import chi_c as chi_c
+from gradjax.theory.meanfield import critical_point as critical_point
 from gradjax.theory.meanfield import critical_sigma_w2 as critical_sigma_w2
 from gradjax.theory.meanfield import depth_scale_c as depth_scale_c
 from gradjax.theory.meanfield import depth_scale_q as depth_scale_q

@@ -29,9 +29,11 @@ References:
 from __future__ import annotations
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from gradjax.theory import gaussian as _g
 from gradjax.theory.scalars import _f, _mean_square_after_norm, _norm_eps
@@ -344,6 +346,44 @@ def critical_sigma_w2(activation, sigma_b2, *, slope=None, bounds=(1e-3, 1e3)):
     lo, hi = jax.lax.fori_loop(0, 64, body, (lo, hi))
     out = jnp.exp(0.5 * (lo + hi))
     return jnp.where(h_hi < 0, jnp.inf, jnp.where(h_lo > 0, 0.0, out))
+
+
+def critical_point(activation, q_star, *, slope=None):
+    """The point of the order-to-chaos line whose length fixed point is ``q_star``.
+
+    σ_w² = 1/E[φ′(√q* z)²] (χ₁ = 1) and σ_b² = q* − σ_w² E[φ(√q* z)²] (q* a fixed point of the length
+    map). Small q* keeps a tanh network near its linear regime, where the correlation map approaches its
+    fixed point c = 1 slowly: Xiao et al. 2018's delta-orthogonal networks take q* = 1/L. For tanh σ_b² ≈
+    (4/3) q*³ at small q*, a difference of two numbers equal to relative q*², so the moments are taken in
+    64-bit (scoped, whatever ``jax_enable_x64`` says); the result is 64-bit numpy.
+
+    Args:
+      activation: registry name or elementwise callable.
+      q_star: () the fixed point q* > 0 (linear units).
+      slope: leaky_relu / prelu slope (default the registry default).
+
+    Returns:
+      (σ_w², σ_b²) as numpy float64 scalars.
+
+    Raises:
+      ValueError: q_star is not positive and finite, or the activation has no critical point with that q*
+        (σ_b² would be negative).
+
+    References: Schoenholz et al. 2017, arXiv:1611.01232, Sec. 3; Xiao et al. 2018, arXiv:1806.05393
+    (and its reference notebook, brain-research/mean-field-cnns: ``qstar = 1./DEPTH``).
+    """
+    q = float(q_star)
+    if not (math.isfinite(q) and q > 0):
+        raise ValueError(f"q_star must be a finite number > 0, got q_star={q_star!r}")
+    with jax.enable_x64(True):
+        mu1 = float(_g.derivative_moment(activation, jnp.float64(q), slope=slope))
+        v = float(_g.second_moment(activation, jnp.float64(q), slope=slope))
+    sw = 1.0 / mu1
+    sb = q - sw * v
+    if sb < -1e-12 * q:
+        raise ValueError(f"critical_point: {activation!r} has no critical point with q_star={q!r} "
+                         f"(σ_b² = q* − σ_w² E[φ²] = {sb:.3g} < 0)")
+    return np.float64(sw), np.float64(max(sb, 0.0))
 
 
 @functools.partial(jax.jit, static_argnames=("activation", "tol"))

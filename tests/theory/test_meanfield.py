@@ -137,6 +137,37 @@ def test_critical_line_matches_parametric_form(act):
         assert_allclose(float(T.critical_sigma_w2(act, sb)), sw, rtol=1e-7)
 
 
+def test_critical_point_at_a_given_fixed_point():
+    # σ_w² = 1/E[φ′(√q z)²], σ_b² = q − σ_w² E[φ(√q z)²] (Schoenholz et al. 2017, Sec. 3), against scipy
+    # quadrature written here; for tanh at small q the series E tanh² = q − 2q² + 17q³/3, E tanh′⁴ =
+    # 1 − 2q + 7q² − … gives σ_b² = (4/3) q³ + O(q⁴), a difference of numbers equal to relative q².
+    from scipy.integrate import quad
+
+    def ref(phi, dphi, q):
+        gauss = lambda z: math.exp(-z * z / 2) / math.sqrt(2 * math.pi)  # noqa: E731
+        mu1 = quad(lambda z: gauss(z) * dphi(math.sqrt(q) * z) ** 2, -np.inf, np.inf, epsabs=0, epsrel=1e-13)[0]
+        v = quad(lambda z: gauss(z) * phi(math.sqrt(q) * z) ** 2, -np.inf, np.inf, epsabs=0, epsrel=1e-13)[0]
+        return 1 / mu1, q - v / mu1
+
+    tanh, dtanh = math.tanh, lambda x: 1 - math.tanh(x) ** 2
+    for q in (0.57, 1 / 8, 1 / 128, 1e-3):
+        sw, sb = T.critical_point("tanh", q)
+        sw_ref, sb_ref = ref(tanh, dtanh, q)
+        assert_allclose(sw, sw_ref, rtol=1e-12)
+        assert_allclose(sb, sb_ref, rtol=1e-6 if q < 0.01 else 1e-10)  # the reference's own cancellation
+        if q <= 1e-3:
+            assert_allclose(sb, 4 / 3 * q**3, rtol=10 * q)  # the O(q⁴) remainder is relative O(q)
+        # and it is a critical point whose length map has q as its fixed point (the library's own solvers)
+        with jax.enable_x64(True):
+            assert_allclose(float(T.chi_1("tanh", sw, sb)), 1.0, rtol=1e-9)
+            assert_allclose(float(T.q_star("tanh", sw, sb)), q, rtol=1e-6)
+    assert_allclose(T.critical_point("relu", 0.3), (2.0, 0.0), atol=1e-12)  # E relu′² = 1/2, E relu² = q/2
+    with pytest.raises(ValueError, match="q_star must be a finite number > 0"):
+        T.critical_point("tanh", 0.0)
+    with pytest.raises(ValueError, match="no critical point"):  # E σ(x)² ≥ 1/4 with σ_w² ≈ 16: σ_b² < 0
+        T.critical_point("sigmoid", 0.1)
+
+
 def test_depth_scales_and_degenerate_cases():
     # Ordered tanh at σ_b² = 0: q* = 0 exactly, χ₁ = σ_w² φ′(0)² = σ_w², ξ_q = −1/ln σ_w² (linearised map).
     assert float(T.q_star("tanh", 0.5, 0.0)) == 0.0
