@@ -1,8 +1,10 @@
 """``delta-orthogonal``: vanilla tanh CNNs at criticality on the digits images, delta-orthogonal vs Gaussian.
 
 A cnn (``arch="cnn"``, 8×8 maps with circular padding, 3×3 kernels, N channels, tanh) at the critical
-point σ_w² = σ_w²*(σ_b² = 0.05), with gaussian kernels (fan-in 9N) or delta-orthogonal kernels (Xiao et
-al. 2018, Algorithm 2), at several depths, run at initialization on the digits images (one input
+point whose length fixed point is q* = 1/L (``gradjax.theory.critical_point``; Xiao et al. 2018's reference
+notebook takes ``qstar = 1./DEPTH``: tanh then stays near its linear regime, where the inputs' correlation
+approaches 1 slowly enough to keep them apart over L layers), with gaussian kernels (fan-in 9N) or
+delta-orthogonal kernels (Xiao et al. 2018, Algorithm 2), at several depths, run at initialization on the digits images (one input
 channel, standardized pixels).
 
 Measured (``gradjax.empirical``): log10 ‖∂loss/∂h_l‖ per block (projection loss), and the singular-value
@@ -13,10 +15,10 @@ every position follows its own length trajectory q_l(α) from the images' own q_
 input layer's covariance); the gradient profile sums the per-position cotangent squares over examples and
 positions, and E σ² of ∂h_L/∂h_0 is the position mean of g_0 (delta-orthogonal: the mean over positions of
 Π_l χ₁(q_{l−1}(α)); gaussian kernels mix neighbouring positions through their window). A single length per
-layer (the mean over positions) predicts E σ² ≈ 1 and misses the delta-orthogonal measurement by 0.16
-decades (0.15 at N → ∞: at L = 8, 1,024 channels, 32 seeds, measured 0.151 ± 0.002 vs 0.149 position-resolved and
-−0.011 from the mean length). The depth scale ξ_p of every spatial Fourier mode of the correlations
-(``gradjax.theory.mode_depth_scales``) is stored per cell: at criticality the mean mode is marginal in both
+layer (the mean over positions) predicts E σ² ≈ 1 and, at σ_b² = 0.05 (q* = 0.57), misses the delta-orthogonal
+measurement by 0.16 decades (0.15 at N → ∞: at L = 8, 1,024 channels, 32 seeds, measured 0.151 ± 0.002 vs 0.149
+position-resolved and −0.011 from the mean length). The depth scale ξ_p of every spatial Fourier mode of
+the correlations (``gradjax.theory.mode_depth_scales``) is stored per cell: at criticality the mean mode is marginal in both
 inits, every other mode of a gaussian cnn dies over a few layers, delta-orthogonal kernels keep them all
 (ξ_p = ∞).
 
@@ -24,18 +26,19 @@ Two widths per cell: ``width`` channels for the networks measured at initializat
 ``train_width`` for the trained ones (the training budget; quick: 64 and 16). Agreement rows compare the
 networks at initialization; tolerances are 10% of the prediction plus 3 standard errors of the seed mean. A
 delta-orthogonal kernel acts position by position, so ∂h_L/∂h_0 is a product of L width-N matrices per
-position; their finite-width excess of E σ² over the mean field grows with L/N (L = 8: +0.037 decades at 16
+position; their finite-width excess of E σ² over the mean field grows with L/N (at σ_b² = 0.05, q* = 0.57;
+``scripts/delta_orthogonal_widths.py``: L = 8: +0.037 decades at 16
 channels, +0.015 at 64, +0.002 at 1,024; L = 32: +0.13, +0.04, +0.003; 16–64 seeds each, float64) and is not
 modelled (at 16 channels, the quick run's first choice, it was as large as the tolerances: 4 of 12 rows
-outside at 4 seeds, all within at 64 channels). The gradient profile's slope shows the same excess
+outside at 4 seeds, all within at 64 channels, both at σ_b² = 0.05). The gradient profile's slope shows the same excess
 (backward growth): at L = 8 −0.0044 ± 0.0015 per layer measured at 16 channels, −0.0028 ± 0.0007 at 64,
 −0.0017 ± 0.0006 at 128, theory −0.0018; at L = 32 −0.0025 ± 0.0009, −0.0006 ± 0.0005, +0.0001 ± 0.0003,
-theory −0.0002 (16 seeds; the mean-length theory gave +0.0047 and +0.0004). Numbers from ``scripts/delta_orthogonal_widths.py`` (``--slopes`` for the profiles).
+theory −0.0002 (16 seeds; the mean-length theory gave +0.0047 and +0.0004; ``--slopes`` of the same script).
 
 Trained (``gradjax.train.train``): networks of the same depth (up to ``train_max_depth``; deeper cells are
-measured at initialization only) and init with ``train_width`` channels trained on the digits with Adam for
-a short budget; the test accuracy per depth and init (Xiao et al.
-2018, Fig. 1/4: delta-orthogonal CNNs train at depths where Gaussian ones lose the spatial modes).
+measured at initialization only) and init with ``train_width`` channels trained on the digits with Adam
+(η = ``lr_depth``/L, :func:`learning_rate`) for a short budget; the test accuracy per depth and init (Xiao et
+al. 2018, Fig. 1/4: delta-orthogonal CNNs train at depths where Gaussian ones lose the spatial modes).
 
 Memory: the gradient profile keeps one state per segment of ≈ √L blocks and draws each block's kernel
 from its key inside each sweep (``segment`` and ``weights="regenerated"`` of
@@ -68,7 +71,6 @@ from gradjax.experiments.sweep import per_device
 from gradjax.theory.conv import input_covariance
 from gradjax.train.data import load_digits
 
-SIGMA_B2 = 0.05  # Xiao et al. 2018's CNNs sit at small σ_b²; with σ_b² = 0 the tanh fixed point is q* = 0
 # Agreement tolerances: 10% of theory plus SE_MULTIPLE standard errors of the seed mean.
 REL_TOL, SE_MULTIPLE = 0.10, 3.0
 # Lanczos steps and probes of the end-to-end spectral density (per seed).
@@ -76,11 +78,12 @@ _K, _PROBES = 16, 2
 
 
 def config_of(cell, width=None) -> NetConfig:
-    """The cell's network: ``width`` channels (default the cell's ``width``, the networks measured at
-    initialization; training passes ``train_width``)."""
-    sw = float(gradjax.theory.critical_sigma_w2("tanh", SIGMA_B2))
-    return NetConfig(depth=cell["depth"], width=cell["width"] if width is None else width, arch="cnn", spatial=(8, 8), in_dim=1, out_dim=10,
-                     activation="tanh", init=cell["init"], sigma_w2=sw, sigma_b2=SIGMA_B2, dtype=cell.dtype)
+    """The cell's network at the critical point with q* = 1/L: ``width`` channels (default the cell's ``width``,
+    the networks measured at initialization; training passes ``train_width``)."""
+    sw, sb = gradjax.theory.critical_point("tanh", 1.0 / cell["depth"])
+    return NetConfig(depth=cell["depth"], width=cell["width"] if width is None else width, arch="cnn", spatial=(8, 8),
+                     in_dim=1, out_dim=10, activation="tanh", init=cell["init"], sigma_w2=float(sw), sigma_b2=float(sb),
+                     dtype=cell.dtype)
 
 
 def _digits(batch: int) -> np.ndarray:
@@ -108,7 +111,8 @@ def theory(cell):
         "log10_sv2_mean_theory": ((), sv2, {"units": "log10", "what": "log10 E σ² of ∂h_L/∂h_0, position-resolved mean field "
                                                                       "for example 0"}),
         "q0_theory": ((), float(np.mean(q0)), {"what": "second moment of h_0 for the batch, mean over examples and positions"}),
-        "q_star_theory": ((), float(gradjax.theory.q_star("tanh", cfg.sigma_w2, SIGMA_B2)), {"what": "q*"}),
+        "q_star_theory": ((), 1.0 / cell["depth"], {"what": "q* = 1/L, the length fixed point the critical point is "
+                                                             "chosen for"}),
     }
 
 
@@ -120,8 +124,14 @@ def _measure(keys, x, cfg):
     return g, quad.log10_sv[:, 0], quad.weights[:, 0]
 
 
+def learning_rate(cell) -> float:
+    """Adam's η = ``lr_depth`` / L: an Adam step moves every weight by ≈ η whatever its gradient, so the
+    end-to-end map of L blocks moves ∝ L·η per step; a fixed η that trains 8 blocks throws 128 off."""
+    return cell["lr_depth"] / cell["depth"]
+
+
 def _train_config(cell) -> gradjax.train.TrainConfig:
-    return gradjax.train.TrainConfig(optimizer="adam", learning_rate=cell["learning_rate"], steps=cell["steps"],
+    return gradjax.train.TrainConfig(optimizer="adam", learning_rate=learning_rate(cell), steps=cell["steps"],
                                      batch_size=cell["train_batch"], log_every=cell["log_every"])
 
 
@@ -191,7 +201,7 @@ def plot(results, out_dir):
     ax.set_ylim(0.0, 1.0)
     ax.set_xlabel("depth L")
     ax.set_ylabel("test accuracy")
-    ax.set_title(f"{p['train_width']} channels, after {p['steps']} Adam updates (η={p['learning_rate']})", fontsize="medium")
+    ax.set_title(f"{p['train_width']} channels, after {p['steps']} Adam updates (η = {p['lr_depth']:g}/L)", fontsize="medium")
     figures.style_legend(ax, theory=False, loc="lower left")
     fig.suptitle(f"tanh cnn at criticality on digits, 8×8 maps, {results.sizes['seed']} seeds: {p['width']} channels at "
                  f"initialization, {p['train_width']} trained")
@@ -244,7 +254,7 @@ def _grid(depths, seeds, inits=("gaussian", "delta_orthogonal"), **params):
 EXPERIMENT = Experiment(
     name="delta-orthogonal",
     description=(
-        "Vanilla tanh CNNs at criticality (σ_b²=0.05) on the digits images at initialization: gradient profiles "
+        "Vanilla tanh CNNs at criticality (the point with q* = 1/L) on the digits images at initialization: gradient profiles "
         "and the end-to-end Jacobian spectrum of the whole feature map, delta-orthogonal vs Gaussian kernels, "
         "over depth, and their digits test accuracy after a short Adam training.\nTheory lines: "
         "position-resolved mean field from each position's own q0 (the digits' blank background starts at q ≈ 0): the "
@@ -254,18 +264,20 @@ EXPERIMENT = Experiment(
     sizes={
         # tiny: one init, since each init is its own compiled measurement program (seconds each)
         "tiny": _grid((4,), 2, inits=("delta_orthogonal",), width=4, train_width=4, batch=4, steps=2, log_every=1,
-                      train_batch=16, train_chunk=2, learning_rate=0.01, train_max_depth=4),
+                      train_batch=16, train_chunk=2, lr_depth=0.04, train_max_depth=4),
         # Training dominates the quick run (Adam, 200 updates of 16 images: ≈ 1 min per 32 layers at 4 seeds on the
-        # 2-core CPU). At 256 layers neither init left chance in 150 updates (2 seeds, η = 1e-3 and 3e-3), nor at 128
-        # layers in 200 updates with η = 1e-4 or 3e-4, or η = 1e-3 at σ_b² = 1e-4 (2 seeds each), nor delta-orthogonal
-        # at 128 layers in 1,000 updates with η = 1e-3 (loss 2.303 = ln 10 throughout), so the quick
-        # training stops at 128 layers; 256 is measured at initialization only (≈ 1 min). The networks measured at
-        # initialization have 64 channels (seconds), the trained ones 16 (the training budget): at 16 channels the
-        # finite-width excess over the mean field is as large as the effects compared (module docstring).
+        # 2-core CPU). Exploration, 16 channels, 2 seeds, 200 updates: at the earlier point σ_b² = 0.05 (q* = 0.57)
+        # no 128-layer network of either init left chance (η = 1e-4 … 1e-3, and 1,000 updates at 1e-3: loss ln 10
+        # throughout), since the inputs' correlation there reaches 1 − c ≈ 0.05 by 128 layers and the pooled
+        # features differ between digits by 2–3% (scripts/delta_orthogonal_pooled_signal.py); at q* = 1/L with
+        # η = 0.01/L, delta-orthogonal 0.20, 0.24 against gaussian 0.08, 0.10 (chance). 256 layers is measured at
+        # initialization only (≈ 1 min; training it would take ≈ 12 min). The networks measured at initialization
+        # have 64 channels (seconds), the trained ones 16 (the training budget): at 16 channels the finite-width
+        # excess over the mean field is as large as the effects compared (module docstring).
         "quick": _grid((8, 32, 128, 256), 4, width=64, train_width=16, batch=8, steps=200, log_every=100,
-                       train_batch=16, train_chunk=4, learning_rate=1e-3, train_max_depth=128),
+                       train_batch=16, train_chunk=4, lr_depth=0.01, train_max_depth=128),
         "full": _grid((1000, 10000), 16, width=128, train_width=128, batch=32, steps=2000, log_every=250,
-                      train_batch=128, train_chunk=2, learning_rate=1e-3, train_max_depth=10000),
+                      train_batch=128, train_chunk=2, lr_depth=0.01, train_max_depth=10000),
     },
     theory=theory, measure=measure, plot=plot, agreement=agreement,
     bytes_per_seed=lambda cell: 8 * cell["depth"] * (9 * max(cell["width"], cell["train_width"]) ** 2
