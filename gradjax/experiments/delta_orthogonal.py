@@ -53,8 +53,8 @@ from its key inside each sweep (``segment`` and ``weights="regenerated"`` of
 of ``gradjax.train.train``): the states held grow as √L instead of L, and no O(L) copy of the kernels
 is made outside training. The spectrum's single-example taps (L·D numbers) are kept. The full size's
 configuration at 1,000 layers (128 channels measured and trained, batch 32, training batch 128), for one seed and
-one update, ran on a 2-core CPU in 808 s with 9.6 GB resident (most of it the training's per-layer gradient norms
-on the 397 evaluation digits, one checkpointed segment at a time): slope 0.0004588 measured against 0.0004591, log10
+one update, ran on a 2-core CPU in 808 s with 9.6 GB peak resident (which stage holds the peak was not
+measured): slope 0.0004588 measured against 0.0004591, log10
 E σ² −2.277 against −2.289.
 
 References:
