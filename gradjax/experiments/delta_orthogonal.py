@@ -278,9 +278,10 @@ EXPERIMENT = Experiment(
         "per-mode depth scales ξ_p stored per cell. Tolerances: 10% + 3 seed standard errors."
     ),
     sizes={
-        # tiny: one init, since each init is its own compiled measurement program (seconds each)
-        "tiny": _grid((4,), 2, inits=("delta_orthogonal",), width=4, train_width=4, batch=4, steps=2, log_every=1,
-                      train_batch=16, train_chunk=2, lr_depth=0.04, train_max_depth=4),
+        # tiny: one init, since each init and depth is its own compiled measurement program (seconds each); depth 4
+        # is measured at initialization only, as the quick size's deepest cells are
+        "tiny": _grid((2, 4), 2, inits=("delta_orthogonal",), width=4, train_width=4, batch=4, steps=2, log_every=1,
+                      train_batch=16, train_chunk=2, lr_depth=0.02, train_max_depth=2),
         # Training dominates the quick run (Adam, 200 updates of 16 images: ≈ 1 min per 32 layers at 4 seeds on the
         # 2-core CPU). Exploration, 16 channels, 2 seeds, 200 updates: at the earlier point σ_b² = 0.05 (q* = 0.57)
         # no 128-layer network of either init left chance (η = 1e-4 … 1e-3, and 1,000 updates at 1e-3: loss ln 10
