@@ -203,8 +203,8 @@ def plot(results, out_dir):
     figures.style_legend(axes[0], loc="lower right")
     p = json.loads(results.attrs["params"])
     ax = axes[-1]
+    trained = [d for d in depths if d <= p["train_max_depth"]]
     for init in inits:
-        trained = [d for d in depths if d <= p["train_max_depth"]]
         final = results.accuracy.sel(init=init, depth=trained).isel(step=-1).transpose("seed", "depth")
         figures.median_band(ax, trained, final, color=cmap[init], label=init)
     ax.axhline(0.1, color="0.6", linestyle=":", linewidth=0.8, label="chance")
