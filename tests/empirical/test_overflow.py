@@ -1,7 +1,7 @@
 """1,000-layer tanh networks: finite log-norms where 10^±100 overflows, slope = ½·log10 χ₁.
 
 The 1,000 kernels of width 1024 (4.2 GB in float32) never exist at once: the library's forward step
-and log-scaled backward walk visit 50 layers at a time, each chunk's kernels drawn from their
+and log-scaled backward walk visit 25 layers at a time, each chunk's kernels drawn from their
 per-layer keys when needed (and again on the way back), so a test stays under 1 GB.
 """
 
@@ -38,9 +38,9 @@ def chi1_tanh(sigma_w2, sigma_b2, q0=1.0, iters=2000):
     return sigma_w2 * gauss(lambda z: 1.0 / np.cosh(np.sqrt(q) * z) ** 4)
 
 
-# Layers whose kernels exist at once: 50 unit draws (50 × 1024² float32 = 0.2 GB) and their scaled
-# copies for the two σ_w² walked together (0.4 GB); all 1,000 layers would be 4.2 GB per network.
-_CHUNK = 50
+# Layers whose kernels exist at once: 25 unit draws (25 × 1024² float32 = 0.1 GB) and their scaled
+# copies for the two σ_w² walked together (0.2 GB); all 1,000 layers would be 4.2 GB per network.
+_CHUNK = 25
 
 
 def _small_params(cfg, key):
