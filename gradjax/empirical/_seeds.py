@@ -18,6 +18,9 @@ from gradjax.nn.stack import input_shape
 # with fold_in(key, count) for small counts (one per parameter draw), so a large constant keeps the
 # data stream apart from every parameter stream for any depth below ~10^9.
 DATA_STREAM = 0x5EED_DA7A
+# Stream id of the independent copy of a seed's parameters that the gradient-independence control
+# back-propagates through (``gradient_profile(..., backward="independent")``); apart from both above.
+BACKWARD_STREAM = 0x0BAC_C0B1
 # The dtype random data is drawn in whatever the working dtype (float32: 64-bit JAX may be off).
 DRAW_DTYPE = jnp.float32
 
@@ -33,6 +36,11 @@ DEVICE_MEMORY_FRACTION = 0.5
 def data_key(key: jax.Array) -> jax.Array:
     """The key a seed draws its default inputs and targets from (independent of its parameters)."""
     return jax.random.fold_in(key, DATA_STREAM)
+
+
+def backward_key(key: jax.Array) -> jax.Array:
+    """The key of the independent copy of a seed's parameters (the gradient-independence control)."""
+    return jax.random.fold_in(key, BACKWARD_STREAM)
 
 
 def normal_draw(key: jax.Array, shape: tuple[int, ...], dtype) -> jax.Array:

@@ -27,8 +27,8 @@ import jax.numpy as jnp
 
 from gradjax._validate import check_choice, check_int
 from gradjax.config import DEFAULT_BATCH, NetConfig
-from gradjax.empirical._seeds import (block_param_count, data_key, default_inputs, itemsize, map_seeds, normal_draw,
-                                      per_seed_inputs)
+from gradjax.empirical._seeds import (backward_key, block_param_count, data_key, default_inputs, itemsize, map_seeds,
+                                      normal_draw, per_seed_inputs)
 from gradjax.empirical.losses import DEFAULT_LOSS, loss_fn
 from gradjax.empirical.propagate import backward_walk, forward_taps, loss_cotangent, segmented_walk
 from gradjax.nn.ensemble import seed_keys
@@ -38,6 +38,25 @@ from gradjax.nn.stack import KEYED_ARCHS, check_segment, init_params
 
 #: How :func:`gradient_profile` holds the block kernels (see ``gradjax.nn.regenerate``).
 GRADIENT_WEIGHTS = ("stored", "regenerated")
+#: Which weights the backward pass goes through: the network's own, or an independent copy of them.
+GRADIENT_BACKWARD = ("shared", "independent")
+#: Where the independent copy is gradient independence itself: each block's Jacobian is its weights times
+#: an elementwise derivative at the forward pass's state, so the copy's weights with the real derivatives
+#: are the setting of the mean-field δ recursion. (A post-norm or batchnorm Jacobian would be taken at the
+#: copy's own statistics; an rnn reuses one W over time.)
+INDEPENDENT_BACKWARD_ARCHS = ("mlp", "resmlp", "cnn")
+
+
+def _check_backward(cfg: NetConfig, backward) -> None:
+    check_choice("backward", backward, GRADIENT_BACKWARD)
+    if backward == "independent" and (cfg.arch not in INDEPENDENT_BACKWARD_ARCHS or cfg.norm != "none"):
+        field, value, allowed = (("arch", cfg.arch, list(INDEPENDENT_BACKWARD_ARCHS)) if cfg.arch not in
+                                 INDEPENDENT_BACKWARD_ARCHS else ("norm", cfg.norm, ["none"]))
+        raise ValueError(
+            f"backward='independent' needs {field} in {allowed}, got {field}={value!r}: the control replaces each "
+            "block's weights by an independent copy at the forward pass's derivatives, which is gradient "
+            "independence only for dense and conv blocks without a norm (a norm's Jacobian would be taken at the "
+            "copy's statistics; an rnn reuses one W at every step)")
 
 
 class GradNorms(NamedTuple):
@@ -77,7 +96,7 @@ def relative_profile(log_norms):
 
 
 def grad_norms(cfg: NetConfig, params: dict, x: jax.Array, targets: jax.Array, loss=DEFAULT_LOSS, *,
-               segment: int | None = None) -> GradNorms:
+               segment: int | None = None, backward_blocks=None) -> GradNorms:
     """Per-layer log10 gradient norms of ONE network (no seed axis): pure, jittable, vmappable.
 
     Args:
@@ -93,6 +112,10 @@ def grad_norms(cfg: NetConfig, params: dict, x: jax.Array, targets: jax.Array, l
         rematerialization (:func:`gradjax.empirical.propagate.segmented_walk`), one state kept per K
         blocks and each segment re-run in the backward sweep: memory ∝ L/K + 3K, the same norms up to
         rounding.
+      backward_blocks: None (the network's own blocks: the gradient), or block parameters shaped like
+        ``params["blocks"]`` whose Jacobians the backward sweep takes instead, at the forward pass's states
+        (mlp, resmlp, cnn without a norm). An independent copy gives the gradient-independence control of
+        :func:`gradient_profile`.
 
     Returns:
       :class:`GradNorms` with (L,) fields, log10 units.
@@ -102,9 +125,12 @@ def grad_norms(cfg: NetConfig, params: dict, x: jax.Array, targets: jax.Array, l
     if segment is None:
         fwd = forward_taps(cfg, params, x)
         value, g_L = cotangent(fwd.hidden[-1])
+        if backward_blocks is not None:
+            fwd = fwd._replace(xs=backward_blocks)
         walk = backward_walk(cfg, params, fwd, g_L, param_norms=True)
     else:
-        value, walk = segmented_walk(cfg, params, x, cotangent, segment, param_norms=True)
+        value, walk = segmented_walk(cfg, params, x, cotangent, segment, param_norms=True,
+                                     backward_blocks=backward_blocks)
     return GradNorms(walk.log_out, walk.log_params["kernel"], walk.log_params["bias"], walk.log_params, walk.log0, value)
 
 
@@ -138,18 +164,22 @@ def default_targets(cfg: NetConfig, key: jax.Array, batch: int, loss) -> jax.Arr
     return normal_draw(k, (batch, cfg.out_dim), cfg.jnp_dtype)
 
 
-def _profile_one(key, x, t, *, cfg, loss, batch, segment=None, weights="stored"):
+def _seed_params(cfg, key, weights):
     params = init_params(cfg, key)
-    if weights == "regenerated":
-        params = keyed_params(cfg, key, params)
+    return keyed_params(cfg, key, params) if weights == "regenerated" else params
+
+
+def _profile_one(key, x, t, *, cfg, loss, batch, segment=None, weights="stored", backward="shared"):
+    params = _seed_params(cfg, key, weights)
     x = default_inputs(cfg, key, batch) if x is None else x
     t = default_targets(cfg, key, x.shape[0], loss) if t is None else t
-    return grad_norms(cfg, params, x, t, loss, segment=segment)
+    copy = _seed_params(cfg, backward_key(key), weights)["blocks"] if backward == "independent" else None
+    return grad_norms(cfg, params, x, t, loss, segment=segment, backward_blocks=copy)
 
 
 def gradient_profile(cfg: NetConfig, seeds=8, inputs=None, targets=None, loss=DEFAULT_LOSS, *, batch: int = DEFAULT_BATCH,
                      max_bytes: int | None = None, seed_batch: int | None = None, segment: int | None = None,
-                     weights: str = "stored") -> GradNorms:
+                     weights: str = "stored", backward: str = "shared") -> GradNorms:
     """Per-layer gradient norms of S freshly initialized networks, at once (vmapped over seeds).
 
     Seed k's parameters are ``init_params(cfg, jax.random.key(k))`` (member k of
@@ -175,6 +205,14 @@ def gradient_profile(cfg: NetConfig, seeds=8, inputs=None, targets=None, loss=DE
         drawn from its block's key inside each sweep: O(one kernel) instead of O(L kernels) per
         network, the same values; mlp, resmlp and cnn). With ``segment`` too, no array of size ∝ L
         beyond the L/K kept states remains.
+      backward: "shared" (default: the gradient, back-propagated through the network's own weights) or
+        "independent": the gradient-independence control. The same networks, inputs and forward pass,
+        with each block's backward Jacobian W_lᵀ D_{l−1} taken with an independent copy W′_l of its
+        weights (drawn from the seed's key by :func:`gradjax.empirical._seeds.backward_key`) at the real
+        derivatives D_{l−1}. This is the setting of the mean-field δ recursion and of
+        ``gradjax.theory.gradient_spread``; the difference from "shared" measures what the weights shared
+        by the two passes do (``gradjax.theory.gradients``, module docstring). mlp, resmlp and cnn without
+        a norm (ValueError otherwise). The weight and bias norms are those of W′'s δ with the real inputs.
 
     Returns:
       :class:`GradNorms` with a leading seed axis: ``hidden``, ``weights``, ``biases`` (S, L) log10;
@@ -182,6 +220,7 @@ def gradient_profile(cfg: NetConfig, seeds=8, inputs=None, targets=None, loss=DE
     """
     check_int("batch", batch)
     check_choice("weights", weights, GRADIENT_WEIGHTS)
+    _check_backward(cfg, backward)
     if weights == "regenerated" and cfg.arch not in KEYED_ARCHS:
         raise ValueError(f"weights='regenerated' needs arch in {list(KEYED_ARCHS)} (blocks with their own keys), got {cfg.arch!r}")
     if segment is not None:
@@ -200,9 +239,10 @@ def gradient_profile(cfg: NetConfig, seeds=8, inputs=None, targets=None, loss=DE
     # the transient cotangents of one block; ×2 for XLA temporaries.
     d, L = cfg.state_size, cfg.depth
     states = 3 * L if segment is None else L // segment + 3 * segment
-    blocks = L if weights == "stored" else 1
+    blocks = (L if weights == "stored" else 1) * (2 if backward == "independent" else 1)
     per_seed = 2 * itemsize(cfg) * (blocks * block_param_count(cfg) + states * b * d + 4 * b * max(d, cfg.in_dim))
-    static = (("cfg", cfg), ("loss", loss), ("batch", b), ("segment", segment), ("weights", weights))
+    static = (("cfg", cfg), ("loss", loss), ("batch", b), ("segment", segment), ("weights", weights),
+              ("backward", backward))
     return map_seeds(_profile_one, static, keys, (x, t), (x_axis, t_axis), per_seed_bytes=per_seed,
                      max_bytes=max_bytes, seed_batch=seed_batch)
 

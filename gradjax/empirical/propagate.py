@@ -196,7 +196,7 @@ def segment_length(depth: int) -> int:
 
 
 def segmented_walk(cfg: NetConfig, params: dict, x: jax.Array, cotangent: Callable, segment: int, *,
-                   param_norms: bool = False):
+                   param_norms: bool = False, backward_blocks=None):
     """:func:`forward_taps` then :func:`backward_walk` with rematerialization: one state kept per segment.
 
     The forward sweep keeps only the state entering each of the L/K segments of K = ``segment``
@@ -215,6 +215,9 @@ def segmented_walk(cfg: NetConfig, params: dict, x: jax.Array, cotangent: Callab
       cotangent: ``h_L (B, D) -> (aux, cot_L (B, D))``, e.g. the loss value and ∂loss/∂h_L.
       segment: K, a positive divisor of ``cfg.depth``.
       param_norms: as :func:`backward_walk`.
+      backward_blocks: None, or block parameters shaped like ``params["blocks"]`` (mlp, resmlp, cnn) whose
+        Jacobians the backward sweep takes at the forward pass's states (an independent copy: the
+        gradient-independence control, :func:`gradjax.empirical.gradient_profile`).
 
     Returns:
       ``(aux, Walk)`` with ``log_out`` (L,), ``log_params`` (L,) each, ``u0``, ``log0``; no kept cotangents.
@@ -225,18 +228,20 @@ def segmented_walk(cfg: NetConfig, params: dict, x: jax.Array, cotangent: Callab
     check_segment(cfg, segment)
     h0, xs = unroll(cfg, params, x)
     n_seg = cfg.depth // segment
-    xs_seg = jax.tree.map(lambda a: a.reshape((n_seg, segment) + a.shape[1:]), xs)
+    split = lambda t: jax.tree.map(lambda a: a.reshape((n_seg, segment) + a.shape[1:]), t)  # noqa: E731
+    xs_seg = split(xs)
+    back_seg = xs_seg if backward_blocks is None else split(backward_blocks)
     h_L, starts = jax.lax.scan(lambda h, xs_s: (final_state(cfg, params, h, xs_s), h), h0, xs_seg)
     aux, cot_L = cotangent(h_L)
     u_L, s_L = normalize(cot_L)
 
     def back(carry, inp):
-        start, xs_s = inp
-        w = backward_walk(cfg, params, sweep(cfg, params, start, xs_s), carry[0], param_norms=param_norms,
-                          log_scale=carry[1])
+        start, xs_s, back_s = inp
+        fwd = sweep(cfg, params, start, xs_s)._replace(xs=back_s)
+        w = backward_walk(cfg, params, fwd, carry[0], param_norms=param_norms, log_scale=carry[1])
         return (w.u0, w.log0), (w.log_out, w.log_params)
 
-    (u0, s0), (log_out, log_params) = jax.lax.scan(back, (u_L, s_L), (starts, xs_seg), reverse=True)
+    (u0, s0), (log_out, log_params) = jax.lax.scan(back, (u_L, s_L), (starts, xs_seg, back_seg), reverse=True)
     merge = lambda a: a.reshape((cfg.depth,) + a.shape[2:])  # noqa: E731
     return aux, Walk(merge(log_out), jax.tree.map(merge, log_params), u0, s0, None, None)
 

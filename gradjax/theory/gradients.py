@@ -93,36 +93,40 @@ independent copies W′_l; 1024 seeds, 4096 at critical tanh B = 1, 256 at N = 2
   relu/He −0.246 vs −0.244 ± 0.011.
 * Drift under GI at B > 1 (re-weighting and length drift): critical tanh B = 64 +0.025 predicted vs +0.025 ±
   0.003, B = 8 +0.011 vs +0.011 ± 0.004; chaotic B = 64 +0.015 vs +0.017 ± 0.004, B = 8 −0.064 vs −0.053 ± 0.006.
-* Not derived — the shared weights at B > 1, beyond Δ. The real-minus-GI drift is 0.74–0.77 Δ for critical
-  tanh at B = 8 and 64 (N = 64 and 256), 0.77–0.93 Δ for chaotic tanh, and −0.011 (B = 8), −0.021 (B = 64) for
-  relu, where Δ = 0: the drift of the real network is predicted −0.042 vs −0.029 ± 0.004 (critical, B = 8),
-  −0.027 vs −0.014 ± 0.002 (critical, B = 64), −0.091 vs −0.073 ± 0.006 (chaotic, B = 8), −0.011 vs −0.008 ±
-  0.003 (chaotic, B = 64), −0.061 vs −0.079 ± 0.006 (relu, B = 64). The spread is not corrected for the shared
-  weights at all: at B = 1 the effect is within error (critical tanh 0.236 measured vs 0.239), at B > 1 the
-  real networks' blocks are negatively correlated (−0.5/N² per pair of blocks for critical tanh, B = 64, all
-  lags), so they spread less than GI: critical tanh 0.078 measured vs 0.109 predicted (GI 0.107) at N = B = 64,
-  0.113 vs 0.138 at B = 8, 0.025 vs 0.030 at N = 256, B = 64; chaotic 0.106 vs 0.121 at B = 64; relu 0.175 vs
-  0.163 at B = 64.
-* Where the shared-weight miss at B > 1 lives (measured, not derived). Given the forward pass W_l is fixed on
-  span(X_{l−1}) (above), so at B ≥ N, X of rank N, the backward pass has no randomness of its own
-  (:func:`gradient_spread` refuses B ≥ N). For critical tanh
-  the backward log-norm then follows the inverse forward length: ln‖δ_1‖²/‖δ_L‖² regresses on ln q_L/q_1 (the
-  batch-mean h²) with slope 0.89 at N = B = 64, 0.48 at B = 8, −0.26 at B = 1 (GI: −0.26 to −0.29 at every B; N = 64,
-  L = 30, 1024 seeds, 4096 at B = 1).
-  - The tanh q-map damps the forward length, so the tied part does not accumulate as GI's random walk: every
-    pair of blocks covaries by ≈ −0.5/N², and the per-block variances are unchanged (0.230 vs 0.238 summed).
-  - In the mean (critical tanh), real − GI of ln‖δ_1‖²/‖δ_L‖² equals the forward batch length's finite-width drift
-    (−0.177 vs −0.177 at B = 64, −0.185 vs −0.194 at B = 8, ln units).
-  - That forward fluctuation is larger than the length covariance here models, because the examples'
-    correlation diffuses at width N (E c² ≈ 19.5/N at layer 30, where the mean field keeps c = 0). At B = 64 the
-    batch-mean Var ln q at layer 30 is 0.096 measured against 0.0056 from the AR(1) above. Put in alone through
-    s² (the measured covariance of ln q), it would add 0.03 to the variance (+5% in the spread), yet the GI
-    nets already match the present prediction within 2.5%.
-  - Chaotic tanh (q pinned at q*) shows no such tie, yet spreads 13% below GI at B = 64. relu ties to its
-    undamped length and spreads 7% above GI.
+* The shared weights at B > 1: exact per example, not derived between examples. Measured against a
+  paired control, the same networks with only the span of each block's inputs redrawn for the backward
+  pass (W_l + P_X(W′_l − W_l): given the forward pass, W_l(I − P_X) already has the independent law), so
+  that real − GI is resolved per seed. Critical tanh, N = 64, float64, ln units of ln‖δ_1‖²/‖δ_L‖²,
+  2048–8192 seeds:
+  - Each example's own mean shift is Δ at every batch: real − GI −0.236 ± 0.008 at B = 1 (N = 256:
+    −0.057 ± 0.004 against −0.060), −0.247 ± 0.008 at B = 2, −0.226 ± 0.007 at B = 8, −0.209 ± 0.012 at
+    B = 64, against Δ = −0.240. Each example's variance is GI's (B = 8: 1.19 against 1.20).
+  - What is not modelled is the covariance of two examples' log-norms: 0.070, 0.072 and 0.073 at B = 2, 8
+    and 64, against 0.18–0.20 under GI. It belongs to a pair of examples and does not depend on B.
+  - A batch sum averages what its examples share, so it spreads less than GI (B = 8: variance 0.276
+    against 0.359). It re-weights its examples more (the batch sum minus the mean of the examples' log-norms:
+    +0.442 against +0.403), so the batch's real − GI drift is −0.186 ± 0.008 (B = 8) and −0.154 ± 0.014
+    (B = 64), not Δ.
+  - The pair effect lives in each example's backward component along the other examples' inputs. At B = 2,
+    redrawing only each example's own input direction gives GI's mean and a pair covariance of 0.029;
+    redrawing only the other example's direction gives the real mean and 0.132 (real 0.053, GI 0.166).
+  - Other networks, B = 2, 4096 seeds: linear none (pair covariance 0.173 against 0.178); chaotic tanh none
+    (0.200 against 0.198), yet at B = 64 its batch spreads below GI (a B/N effect, not a pair's); relu above
+    GI (0.60 against 0.49), and its batch spreads above GI.
+  - What follows (log10 units): the drift of critical tanh at N = 64 is predicted −0.1296 against −0.1226 ±
+    0.0026 measured at B = 1, −0.0416 against −0.0309 ± 0.0013 at B = 8, and −0.0272 against −0.0143 ±
+    0.0013 at B = 64; its spread 0.138 against 0.114 at B = 8 (GI 0.130).
+  - A derivation needs the covariance of two examples' backward log-norms at order 1/N with the weights
+    shared by both passes: the two-input finite-width statistics of Roberts, Yaida & Hanin 2022 (the
+    forward kernel's four-point vertex and the NTK's fluctuations), carried to ‖δ_l‖². At width N the two
+    examples' forward correlation diffuses where the mean field keeps c = 0: E c² = 2.7/N, 9.3/N and 19.9/N
+    at layers 1, 10 and 30 (N = 64, B = 2).
+  - Given the forward pass, W_l is fixed on span(X_{l−1}), so at B ≥ N the backward pass has no randomness
+    of its own (:func:`gradient_spread` refuses B ≥ N).
 * resmlp: gradient independence and no forward-length terms (not derived).
 
 References:
+  Roberts, Yaida & Hanin 2022, "The Principles of Deep Learning Theory", arXiv:2106.10165 (chs. 4 and 8).
   Schoenholz et al. 2017, "Deep Information Propagation", arXiv:1611.01232 (Sec. 4, backward).
   Yang et al. 2019, "A Mean Field Theory of Batch Normalization", arXiv:1902.08129.
   Hanin 2018, "Which Neural Net Architectures Give Rise to Exploding and Vanishing Gradients?",
@@ -635,10 +639,11 @@ def gradient_spread(cfg, q0=None, *, q_in=1.0, loss="projection", batch=DEFAULT_
     the per-example part (∝ 1/B) but not what the examples share (the weights, and the derivative
     pattern as far as the examples' pre-activations are correlated). Gradient independence is assumed
     for the spread (module docstring, regime): at B > 1 the weights shared by the forward and backward pass
-    correlate the blocks negatively and move the measured spread away from it, more as B/N grows (L = 30,
-    measured/predicted: critical tanh 0.79 at N = 64, B = 8 and 0.81 at N = 256, B = 64, 0.93 at N = 256,
-    B = 8; chaotic tanh 0.85 at N = 64, B = 8; relu 1.12 at N = 64, B = 8). For tanh the backward norm
-    follows the inverse of the damped forward length there (module docstring). At B ≥ N the forward pass
+    lower the covariance of two examples' log-norms (critical tanh) and move the measured spread away from it
+    (L = 30, measured/predicted: critical tanh 0.83 at N = 64, B = 8 (8192 seeds), 0.81 at N = 256, B = 64 and
+    0.93 at N = 256, B = 8; chaotic tanh 0.85 at N = 64, B = 8; relu 1.12 at N = 64, B = 8; 256 seeds unless
+    said). ``gradjax.empirical.gradient_profile(..., backward="independent")`` measures the networks in the
+    setting assumed here (module docstring: the shared weights at B > 1). At B ≥ N the forward pass
     fixes every W_l, so gradient independence does not hold even approximately: refused (ValueError); at
     N = B = 64 the measured/predicted ratio was 0.73 (critical tanh), 0.96 (chaotic), 1.18 (relu).
 
