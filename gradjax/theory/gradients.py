@@ -150,6 +150,9 @@ from gradjax.theory.attention import transformer_cotangents
 from gradjax.theory.meanfield import block_kind, _default_q0, _f, _mean_square_after_norm, _norm_eps, c_profile, length_recursion
 from gradjax.theory.support import requires
 
+#: The backward pass modelled: through the network's own weights, or through independent copies of them (the
+#: gradient-independence setting; ``gradjax.empirical.gradient_profile(..., backward="independent")`` measures it).
+BACKWARDS = ("shared", "independent")
 #: The loss the profiles model: ⟨y, t⟩/B with t independent of the network, so the cotangent entering
 #: the top layer is independent of the weights (the gradient-independence setting of the δ recursion).
 LOSSES = ("projection",)
@@ -282,7 +285,8 @@ def _check_batch_below_width(cfg, batch):
             f"theory.gradient_spread models batch < width, got batch={batch} with width={cfg.width}: given the "
             "forward pass every W_l is fixed on the span of its B inputs, which at B >= N is the whole input space, "
             "so the backward pass has no randomness of its own and the spread's gradient independence does not "
-            "hold even approximately (measured: critical tanh at N = B = 64, L = 30 spreads 27% below it)")
+            "hold even approximately (measured: critical tanh at N = B = 64, L = 30 spreads 27% below it); "
+            "backward='independent' gives the spread of the gradient-independence control, at any batch")
 
 
 def _square_derivative_pair(activation, q, c, slope):
@@ -565,8 +569,9 @@ def _check_loss(loss):
             "them with this profile")
 
 
-@functools.partial(jax.jit, static_argnames=("loss", "batch", "finite_width"))
-def gradient_profile(cfg, q0=None, *, q_in=1.0, loss="projection", batch=DEFAULT_BATCH, finite_width=None):
+@functools.partial(jax.jit, static_argnames=("loss", "batch", "finite_width", "backward"))
+def gradient_profile(cfg, q0=None, *, q_in=1.0, loss="projection", batch=DEFAULT_BATCH, finite_width=None,
+                     backward="shared"):
     """Expected log10 ‖∂loss/∂h_l‖ − log10 ‖∂loss/∂h_L‖ after every block (entry l−1 for h_l).
 
     Mean field: ½ Σ_{k>l} log10 f_k with the per-block factors of the module docstring, evaluated along
@@ -587,6 +592,11 @@ def gradient_profile(cfg, q0=None, *, q_in=1.0, loss="projection", batch=DEFAULT
         is modelled (``cfg.arch`` in ``FINITE_WIDTH_ARCHS``, ``norm="none"``, ``cfg.init`` in
         ``FINITE_WIDTH_INITS``), mean field elsewhere;
         ``True``: included, refused (ValueError) where not modelled; ``False``: mean field (N → ∞).
+      backward: "shared" (default: the network's gradient) or "independent": the backward pass through
+        independent copies of the weights (static), the setting that
+        ``gradjax.empirical.gradient_profile(..., backward="independent")`` measures. The two differ only
+        in the finite-width drift, by the shared-weight shift Δ (module docstring); the mean field is the
+        same.
 
     Returns:
       (L,) log10 units.
@@ -596,6 +606,7 @@ def gradient_profile(cfg, q0=None, *, q_in=1.0, loss="projection", batch=DEFAULT
     """
     _check_loss(loss)
     check_int("batch", batch)
+    _check_backward(backward)
     if cfg.arch == "transformer":
         if finite_width:  # the same refusal, naming arch, as every other structure outside the finite-width model
             _check_finite_width(cfg, batch)
@@ -605,18 +616,23 @@ def gradient_profile(cfg, q0=None, *, q_in=1.0, loss="projection", batch=DEFAULT
         finite_width = (cfg.arch in FINITE_WIDTH_ARCHS and cfg.norm == "none"
                         and cfg.init in FINITE_WIDTH_INITS)
     if finite_width:
-        lf = lf + finite_width_shift(cfg, q0, q_in=q_in, batch=batch) / (2 * _LN10)
+        lf = lf + finite_width_shift(cfg, q0, q_in=q_in, batch=batch, backward=backward) / (2 * _LN10)
     return _from_factors(lf)
 
 
-def finite_width_shift(cfg, q0=None, *, q_in=1.0, batch=DEFAULT_BATCH):
+def _check_backward(backward):
+    if not (isinstance(backward, str) and backward in BACKWARDS):
+        raise ValueError(f"backward must be one of {list(BACKWARDS)}, got {backward!r}")
+
+
+def finite_width_shift(cfg, q0=None, *, q_in=1.0, batch=DEFAULT_BATCH, backward="shared"):
     """E ln R_l − ln f_l: the width-N, batch-B shift of block l's mean log-factor (module docstring).
 
     −v_l/2 (:func:`finite_width_variance`), plus the shift from the forward and backward pass sharing W_l
-    (mlp; B-independent at this order) and the batch sum's re-weighting of the examples by their forward
-    length (mlp, B > 1).
+    (mlp; derived per example, exact at B = 1; not with ``backward="independent"``) and the batch sum's
+    re-weighting of the examples by their forward length (mlp, B > 1).
 
-    Args: as :func:`finite_width_variance`.
+    Args: as :func:`finite_width_variance`; backward: "shared" or "independent" (:func:`gradient_profile`).
 
     Returns:
       (L,) natural-log units of the squared-norm ratio; entry l−1 belongs to block l.
@@ -625,13 +641,14 @@ def finite_width_shift(cfg, q0=None, *, q_in=1.0, batch=DEFAULT_BATCH):
     Gradients?", arXiv:1801.03744 (the −v/2 of one example); the other terms are derived in the module
     docstring and checked there against simulated networks.
     """
+    _check_backward(backward)
     v = finite_width_variance(cfg, q0, q_in=q_in, batch=batch)
-    return (-0.5 * v + _shared_weight_shift(cfg, q0, q_in) + _length_mean_shift(cfg, q0, q_in)
-            + _length_reweighting(cfg, q0, q_in, batch))
+    shared = _shared_weight_shift(cfg, q0, q_in) if backward == "shared" else 0.0
+    return -0.5 * v + shared + _length_mean_shift(cfg, q0, q_in) + _length_reweighting(cfg, q0, q_in, batch)
 
 
-@functools.partial(jax.jit, static_argnames=("loss", "batch"))
-def gradient_spread(cfg, q0=None, *, q_in=1.0, loss="projection", batch=DEFAULT_BATCH):
+@functools.partial(jax.jit, static_argnames=("loss", "batch", "backward"))
+def gradient_spread(cfg, q0=None, *, q_in=1.0, loss="projection", batch=DEFAULT_BATCH, backward="shared"):
     """Predicted std across seeds of log10(‖δ_l‖/‖δ_L‖) at width N and batch B: ½ √(Σ_{k>l} v_k)/ln 10.
 
     v_k from :func:`finite_width_variance` (module docstring: derivation and regime). At B = 1 this is
@@ -648,19 +665,23 @@ def gradient_spread(cfg, q0=None, *, q_in=1.0, loss="projection", batch=DEFAULT_
     N = B = 64 the measured/predicted ratio was 0.73 (critical tanh), 0.96 (chaotic), 1.18 (relu).
 
     Args: as :func:`gradient_profile` (no ``finite_width``: the spread exists only at finite width).
+      ``backward="independent"`` (the backward pass through independent copies of the weights, what this
+      formula assumes) answers at any batch; ``"shared"`` (default) refuses ``batch >= cfg.width``.
 
     Returns:
       (L,) log10 units; 0 for the last entry.
 
     Raises:
       ValueError: a structure outside the finite-width model (arch, norm, init), a loss other than the
-        projection, or ``batch >= cfg.width``.
+        projection, or ``batch >= cfg.width`` with ``backward="shared"``.
 
     References: Hanin 2018, "Which Neural Net Architectures Give Rise to Exploding and Vanishing
     Gradients?", arXiv:1801.03744 (Thm 1: Var log‖δ‖² grows with Σ 1/n_l).
     """
     _check_loss(loss)
+    _check_backward(backward)
     v = finite_width_variance(cfg, q0, q_in=q_in, batch=batch)
-    _check_batch_below_width(cfg, batch)
+    if backward == "shared":
+        _check_batch_below_width(cfg, batch)
     C = _forward_length_covariance(cfg, q0, q_in, batch)
     return 0.5 * jnp.sqrt(jnp.maximum(_suffix_variance(v, C), 0.0)) / _LN10

@@ -204,6 +204,28 @@ def test_finite_width_refuses_what_it_does_not_model():
     assert np.all(np.isfinite(np.asarray(T.gradient_profile(NetConfig(depth=4, width=8), batch=8, finite_width=True))))
 
 
+def test_independent_backward_drops_only_the_shared_weight_shift():
+    # backward="independent" models the backward pass through independent copies of the weights: the same mean
+    # field, and a finite-width drift without the shared-weight shift Δ (module docstring): the two profiles
+    # differ by Σ_{k>l} Δ_k/(2 ln 10). The spread formula is that setting's, so it answers at B ≥ N there.
+    cfg = NetConfig(depth=6, width=8, activation="tanh", sigma_w2=1.3, sigma_b2=0.05, dtype="float64")
+    mf = {b: np.asarray(T.gradient_profile(cfg, batch=4, finite_width=False, backward=b)) for b in T.gradients.BACKWARDS}
+    assert_allclose(mf["shared"], mf["independent"], rtol=0, atol=0)
+    own, copy = (np.asarray(T.gradient_profile(cfg, batch=4, finite_width=True, backward=b)) for b in ("shared", "independent"))
+    delta = np.asarray(T.gradients._shared_weight_shift(cfg, None, 1.0)) / (2 * math.log(10))
+    want = np.concatenate([np.cumsum(delta[::-1])[::-1][1:], [0.0]])  # entry l−1: Σ_{k>l} Δ_k
+    assert np.all(delta < 0)  # tanh: ρ < 1, a shift towards vanishing
+    assert_allclose(own - copy, want, rtol=1e-12, atol=1e-15)
+    assert_allclose(np.asarray(T.gradient_spread(cfg, batch=7, backward="independent")),
+                    np.asarray(T.gradient_spread(cfg, batch=7)), rtol=0, atol=0)
+    assert np.all(np.isfinite(np.asarray(T.gradient_spread(cfg, batch=8, backward="independent"))))
+    with pytest.raises(ValueError, match="backward='independent' gives the spread"):
+        T.gradient_spread(cfg, batch=8)
+    for f in (T.gradient_profile, T.gradient_spread):
+        with pytest.raises(ValueError, match=r"backward must be one of \['shared', 'independent'\], got 'own'"):
+            f(cfg, batch=4, backward="own")
+
+
 def _own_and_independent_backward(n, batch, depth, sigma_w2, sigma_b2, seeds, key=2000):
     """log10 ‖δ_1‖/‖δ_L‖ (batch-summed, projection loss), (S, 2): column 0 the network itself, column 1 the
     same forward pass with the backward pass through an independent copy W′_l of every block weight
