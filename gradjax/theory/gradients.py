@@ -657,10 +657,12 @@ def gradient_spread(cfg, q0=None, *, q_in=1.0, loss="projection", batch=DEFAULT_
     pattern as far as the examples' pre-activations are correlated). Gradient independence is assumed
     for the spread (module docstring, regime): at B > 1 the weights shared by the forward and backward pass
     lower the covariance of two examples' log-norms (critical tanh) and move the measured spread away from it
-    (L = 30, measured/predicted: critical tanh 0.83 at N = 64, B = 8 (8192 seeds), 0.81 at N = 256, B = 64 and
-    0.93 at N = 256, B = 8; chaotic tanh 0.85 at N = 64, B = 8; relu 1.12 at N = 64, B = 8; 256 seeds unless
-    said). ``gradjax.empirical.gradient_profile(..., backward="independent")`` measures the networks in the
-    setting assumed here (module docstring: the shared weights at B > 1). At B ≥ N the forward pass
+    (L = 30, 256 seeds, networks / their control with ``backward="independent"`` / predicted: critical tanh
+    0.108 / 0.132 / 0.138 at N = 64, B = 8 (8192 seeds: 0.114 / 0.130), 0.024 / 0.033 / 0.030 at N = 256,
+    B = 64; relu 0.238 / 0.210 / 0.213 at N = 64, B = 8). Chaotic tanh at N = 64, B = 8 spreads 15% below
+    the prediction in its control too (0.195 / 0.194 / 0.228): there the formula itself is high, not the
+    shared weights. ``gradjax.empirical.gradient_profile(..., backward="independent")`` measures the networks
+    in the setting assumed here (module docstring: the shared weights at B > 1). At B ≥ N the forward pass
     fixes every W_l, so gradient independence does not hold even approximately: refused (ValueError); at
     N = B = 64 the measured/predicted ratio was 0.73 (critical tanh), 0.96 (chaotic), 1.18 (relu).
 
