@@ -53,7 +53,7 @@ def _add_size(p, *, default: str | None):
     note = " (the default)" if default == "full" else ""
     g.add_argument("--tiny", dest="size", action="store_const", const="tiny", help="CI size: seconds")
     g.add_argument("--quick", dest="size", action="store_const", const="quick",
-                   help="quick size: minutes on a 2-core CPU (most under 2; delta-orthogonal about 5)")
+                   help="quick size: minutes on a 2-core CPU (most under 2; finite-width about 4, delta-orthogonal about 5)")
     g.add_argument("--full", dest="size", action="store_const", const="full",
                    help=f"full size, meant for a GPU{note}" + ("" if default else
                         "; without a size flag: the largest size that has results"))
