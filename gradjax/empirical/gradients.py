@@ -120,6 +120,8 @@ def grad_norms(cfg: NetConfig, params: dict, x: jax.Array, targets: jax.Array, l
     Returns:
       :class:`GradNorms` with (L,) fields, log10 units.
     """
+    if backward_blocks is not None:
+        _check_backward(cfg, "independent")
     f = loss_fn(loss)
     cotangent = lambda h_L: loss_cotangent(cfg, params, h_L, targets, f)  # noqa: E731
     if segment is None:

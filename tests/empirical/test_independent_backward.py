@@ -132,6 +132,9 @@ def test_refuses_what_is_not_gradient_independence(kw, field):
     cfg = NetConfig(depth=3, width=8, **kw)
     with pytest.raises(ValueError, match=f"backward='independent' needs {field} in"):
         gradient_profile(cfg, seeds=1, batch=4, backward="independent")
+    params = init_params(cfg, jax.random.key(0))
+    with pytest.raises(ValueError, match=f"backward='independent' needs {field} in"):  # the per-network form too
+        grad_norms(cfg, params, default_inputs(cfg, jax.random.key(0), 4), None, backward_blocks=params["blocks"])
 
 
 def test_rejects_an_unknown_backward():
