@@ -274,7 +274,7 @@ EXPERIMENT = Experiment(
         "forward length, and for the networks the shared weights' shift per example (exact at B = 1)."
     ),
     sizes={
-        "tiny": _grid(("relu-he",), (8, 16), (1, 4), 4, 4),
+        "tiny": _grid(("relu-he",), (4, 8), (4,), 4, 4),  # B = N = 4: the refused spread and the control's
         "quick": _grid(tuple(NETS), (16, 64, 256), (1, 8, 64), 256, 30),
         "full": _grid(tuple(NETS), (16, 32, 64, 128, 256, 512, 1024), (1, 4, 16, 64, 256), 1024, 100),
     },
