@@ -37,9 +37,8 @@ between examples: for critical tanh each example's own mean and variance are the
 log-norms covary less than under gradient independence (0.07 against 0.18–0.20 in ln², N = 64, at B = 2, 8 and
 64 alike). A batch then spreads less (critical tanh, N = 64, B = 8: 0.114 measured against 0.138 predicted,
 8192 seeds) and re-weights its examples more, so its drift is smaller than predicted (−0.031 against −0.042 at
-B = 8, −0.014 against −0.027 at B = 64). relu spreads above it (12% at N = 64, B = 8). Not derived. Where the
-control itself misses, the formula does: chaotic tanh at N = 64, B = 8 spreads 15% below the prediction in
-both. N = 16 is outside the regime (Σ v ≈ 1) and drawn only.
+B = 8, −0.014 against −0.027 at B = 64). relu spreads above it (5% at N = 64, B = 8). Not derived. N = 16 is
+outside the regime (Σ v ≈ 1) and drawn only.
 
 References:
   Hanin 2018, "Which Neural Net Architectures Give Rise to Exploding and Vanishing Gradients?",
