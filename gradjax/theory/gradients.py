@@ -378,7 +378,9 @@ def _effective_batch(B, sig2):
     """
     if B == 1:
         return jnp.ones_like(sig2)
-    s = jnp.sqrt(jnp.maximum(sig2, 0.0))
+    # the grids resolve σ² ≤ 50 (B_eff ≤ 1.5 there at any B); beyond it Σ v ≫ 1, far outside the regime, and
+    # σ² is held at 50 (B_eff → 1 only as 1/σ)
+    s = jnp.sqrt(jnp.clip(sig2, 0.0, _BEFF_MAX_SIG2))
     z = jnp.linspace(-9.0, 9.0, _BEFF_NODES[0])
     wz = jnp.exp(-0.5 * z**2)
     wz = wz / jnp.sum(wz)
@@ -390,8 +392,9 @@ def _effective_batch(B, sig2):
     return 1.0 / (B * (u[1] - u[0]) * (jnp.sum(f) - 0.5 * (f[0] + f[-1])))
 
 
-#: Nodes of :func:`_effective_batch`'s grids: Y (the log-norm) and u = ln t.
+#: Nodes of :func:`_effective_batch`'s grids: Y (the log-norm) and u = ln t; the largest σ² they resolve.
 _BEFF_NODES = (361, 481)
+_BEFF_MAX_SIG2 = 50.0
 
 
 def finite_width_variance(cfg, q0=None, *, q_in=1.0, batch=DEFAULT_BATCH):
@@ -544,9 +547,12 @@ def _shared_weight_shift(cfg, q0, q_in):
         return jnp.zeros((L,))
     act, sl = cfg.activation, cfg.leaky_slope
     sw = _f(cfg.sigma_w2)
-    # (L + 1,) h_0..h_L; a degenerate h (q = 0, e.g. q0 = 0) is evaluated at its small-q limit
-    q = jnp.maximum(length_recursion(cfg, _default_q0(cfg, q0), q_in)[0], _TINY_Q)
-    qz = jnp.maximum(jnp.concatenate([q[:1], q[1:] - _f(cfg.sigma_b2)]), _TINY_Q)
+    sb = _f(cfg.sigma_b2)
+    # (L + 1,) h_0..h_L. A vanishing h (q → 0, e.g. q0 = 0 or σ_w² < 1 at σ_b² = 0) is evaluated at its small-q
+    # limit: q_z at least _TINY_Q, and every ratio of two vanishing moments taken at the same q.
+    q_raw = length_recursion(cfg, _default_q0(cfg, q0), q_in)[0]
+    qz = jnp.maximum(jnp.concatenate([q_raw[:1], q_raw[1:] - sb]), _TINY_Q)
+    q = jnp.concatenate([qz[:1], qz[1:] + sb])
     mu = lambda t: _g.derivative_moment(act, t, slope=sl)  # noqa: E731
     phi = resolve_activation(act, slope=sl)
     d = _g.derivative(phi)
@@ -556,14 +562,15 @@ def _shared_weight_shift(cfg, q0, q_in):
     dV = jax.vmap(lambda t: _g.q_map_slope_kernel(act, t, slope=sl))(q)
     kinks = _g.closed_forms(act).kinks  # hard_tanh's move with q: the rule is split there
     tau = jax.vmap(lambda t: _g.expect_split(lambda x: (d(x) * phi(x)) ** 2, t, kinks))(q) / (mu1 * V)
-    zf = qz * dV  # E[z φ′(h) φ(h)]
-    z2 = qz * mu1 + 2.0 * qz**2 * dmu1  # E[z² φ′(h)²]
-    inject = sw * (z2 - zf**2 / V)
-    lam = zf / V
+    lam = qz * dV / V  # E[z φ′(h) φ(h)]/V
+    # injection over q_z: σ_w² (E[z²φ′²] − E[zφ′φ]²/V)/q_z, and q_z,l/q_z,l−1 = σ_w² V(q_{l−1})/q_z,l−1 (the
+    # q-map), both finite as q → 0 (where q_z,l itself underflows: a vanishing network)
+    inject_rel = sw * (mu1 + 2.0 * qz * dmu1 - qz * dV**2 / V)
+    ratio = sw * V / qz
 
     def block(rho, l):  # block l = L..1: δ_l (ρ_l) → δ_{l−1} (ρ_{l−1})
         shift = (rho - 1.0) * tau[l - 1] / cfg.width
-        rho_next = (lam[l - 1] ** 2 * rho * qz[l] + inject[l - 1]) / (sw * mu1[l - 1] * qz[l - 1])
+        rho_next = (lam[l - 1] ** 2 * rho * ratio[l - 1] + inject_rel[l - 1]) / (sw * mu1[l - 1])
         return rho_next, shift
 
     rho_top = 1.0 + 2.0 * qz[-1] * dmu1[-1] / mu1[-1]

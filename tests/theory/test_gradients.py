@@ -221,6 +221,9 @@ def test_effective_batch_is_the_log_normal_expectation():
             got = float(_effective_batch(float(B), jnp.asarray(s2)))
             assert abs(got - mc) < 4 * se + 1e-9, (B, s2, got, mc, se)
     assert float(_effective_batch(1.0, jnp.asarray(5.0))) == 1.0
+    # beyond the grids' range (Σ v ≫ 1) σ² is held at 50: finite, between 1 and B, also for an infinite σ²
+    assert float(_effective_batch(64.0, jnp.asarray(1e8))) == float(_effective_batch(64.0, jnp.asarray(jnp.inf)))
+    assert 1.0 < float(_effective_batch(64.0, jnp.asarray(jnp.inf))) < 1.5
     fine = T.gradients._BEFF_NODES
     try:
         T.gradients._BEFF_NODES = (4 * fine[0], 4 * fine[1])
@@ -228,6 +231,23 @@ def test_effective_batch_is_the_log_normal_expectation():
     finally:
         T.gradients._BEFF_NODES = fine
     assert float(_effective_batch(64.0, jnp.asarray(50.0))) == pytest.approx(ref, rel=1e-10)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_shared_weight_shift_of_a_vanishing_network_has_its_small_q_limit(dtype):
+    # tanh at σ_w² = 0.5, σ_b² = 0: q_l halves per block (≈ 1e-16 by block 50, below float32's range by block
+    # 130). Near q = 0 tanh is linear, where ρ ≡ 1 (no shift): the shift must vanish at the top blocks, not grow.
+    # (Evaluating q_z at a floor of 1e-12 on both sides of the ratio q_z,l/q_z,l−1 made ρ double per block:
+    # +602 decades at L = 50, N = 64 in the finite-width profile against −7.49 for the mean field.)
+    for depth in (50, 200):
+        cfg = NetConfig(depth=depth, width=64, activation="tanh", sigma_w2=0.5, sigma_b2=0.0, dtype=dtype)
+        shift = np.asarray(T.gradients._shared_weight_shift(cfg, None, 1.0))
+        assert np.all(np.isfinite(shift)) and np.all(shift <= 0)
+        assert np.max(np.abs(shift[-10:])) < 1e-6, shift[-10:]
+        fw = np.asarray(T.gradient_profile(cfg, batch=64, finite_width=True))
+        mf = np.asarray(T.gradient_profile(cfg, batch=64, finite_width=False))
+        # what is left is −v/2 at most: v ≤ (3μ₂/μ₁² − 1)/N → 2/N for near-linear tanh, i.e. ≥ −1/(2N ln 10) per block
+        assert np.all(np.isfinite(fw)) and -depth / (2 * 64 * math.log(10)) < fw[0] - mf[0] < 0, (fw[0], mf[0])
 
 
 def test_independent_backward_drops_only_the_shared_weight_shift():
