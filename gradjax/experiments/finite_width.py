@@ -35,9 +35,9 @@ Known deviations (``gradjax.theory.gradients``, module docstring: the shared wei
 matches the theory. The networks differ from it at B > 1 by what the weights shared by the two passes do
 between examples: for critical tanh each example's own mean and variance are the theory's, but two examples'
 log-norms covary less than under gradient independence (0.07 against 0.18–0.20 in ln², N = 64, at B = 2, 8 and
-64 alike). A batch then spreads less (critical tanh, N = 64, B = 8: 0.114 measured against 0.138 predicted,
-8192 seeds) and re-weights its examples more, so its drift is smaller than predicted (−0.031 against −0.042 at
-B = 8, −0.014 against −0.027 at B = 64). relu spreads above it (5% at N = 64, B = 8). Not derived. N = 16 is
+64 alike). A batch then spreads less (critical tanh, N = 64, B = 8: 0.114 measured against 0.136 predicted,
+8192 seeds) and re-weights its examples more, so its drift is smaller than predicted (−0.031 against −0.041 at
+B = 8, −0.014 against −0.027 at B = 64). relu spreads above it (4% at N = 64, B = 8). Not derived. N = 16 is
 outside the regime (Σ v ≈ 1) and drawn only.
 
 References:
@@ -267,7 +267,7 @@ EXPERIMENT = Experiment(
         "independence), and every cell is measured twice: the networks, and their gradient-independence control "
         "(backward through independent copies of the weights; theory with backward='independent'). At B > 1 the "
         "shared weights lower two examples' covariance (critical tanh: each example as predicted, the batch "
-        "spreading 17% below the prediction at N = 64, B = 8, its drift smaller); at B ≥ N the forward pass fixes "
+        "spreading 16% below the prediction at N = 64, B = 8, its drift smaller); at B ≥ N the forward pass fixes "
         "the weights on the whole input space and the networks' spread is not predicted (the theory refuses it; "
         "the control's is). The drift adds the forward length's drift, the examples' re-weighting by their "
         "forward length, and for the networks the shared weights' shift per example (exact at B = 1)."

@@ -118,8 +118,8 @@ independent copies W′_l; 1024 seeds, 4096 at critical tanh B = 1, 256 at N = 2
     (0.200 against 0.198), yet at B = 64 its batch spreads below GI (a B/N effect, not a pair's); relu above
     GI (0.60 against 0.49), and its batch spreads above GI.
   - What follows (log10 units): the drift of critical tanh at N = 64 is predicted −0.1296 against −0.1226 ±
-    0.0026 measured at B = 1, −0.0416 against −0.0309 ± 0.0013 at B = 8, and −0.0272 against −0.0143 ±
-    0.0013 at B = 64; its spread 0.138 against 0.114 at B = 8 (GI 0.130).
+    0.0026 measured at B = 1, −0.0411 against −0.0309 ± 0.0013 at B = 8, and −0.0272 against −0.0143 ±
+    0.0013 at B = 64; its spread 0.136 against 0.114 at B = 8 (GI 0.130).
   - A derivation needs the covariance of two examples' backward log-norms at order 1/N with the weights
     shared by both passes: the two-input finite-width statistics of Roberts, Yaida & Hanin 2022 (the
     forward kernel's four-point vertex and the NTK's fluctuations), carried to ‖δ_l‖². At width N the two
