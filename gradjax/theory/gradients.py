@@ -420,8 +420,9 @@ def _forward_length_statistics(cfg, q0, q_in, b_eff):
     act, sl = cfg.activation, cfg.leaky_slope
     sw = _f(cfg.sigma_w2)
     n = float(cfg.width)
-    q_all = length_recursion(cfg, _default_q0(cfg, q0), q_in)[0]
-    q, q_next = q_all[:-1], q_all[1:]
+    # a vanishing h (q → 0) at its small-q limit: q at least _TINY_Q, and q_{i+1} = σ_w² V(q_i) + σ_b² from that
+    # same q (the q-map), so that the ratios below keep their limits where q² underflows
+    q = jnp.maximum(length_recursion(cfg, _default_q0(cfg, q0), q_in)[0][:-1], _TINY_Q)
     c = jnp.concatenate([jnp.zeros((1,), q.dtype), c_profile(cfg, q0=q0, c0=0.0)])[:-1]
     phi = resolve_activation(act, slope=sl)
     d = _g.derivative(phi)
@@ -437,9 +438,10 @@ def _forward_length_statistics(cfg, q0, q_in, b_eff):
         var_shared = _g.mehler_pair(sq, sq, t, t, r, kinks=kinks) - V**2
         cov_own = _g.expect_split(lambda x: dsq(x) * sq(x), t, kinks) - mu1 * V
         cov_shared = _g.mehler_pair(dsq, sq, t, t, r, kinks=kinks) - mu1 * V
-        return s, dV, mu1, var_own / B + (1 - 1 / B) * var_shared, cov_own / B + (1 - 1 / B) * cov_shared
+        return s, dV, mu1, V, var_own / B + (1 - 1 / B) * var_shared, cov_own / B + (1 - 1 / B) * cov_shared
 
-    s, dV, mu1, var_s, cov_s = jax.vmap(one)(q, c, b_eff)
+    s, dV, mu1, V, var_s, cov_s = jax.vmap(one)(q, c, b_eff)
+    q_next = sw * V + _f(cfg.sigma_b2)
     a = sw * dV * q / q_next  # ε_{i+1} = a ε_i + η̄_{i+1}, a = d ln Q/d ln q at q_i
     var_eta = sw**2 * var_s / (n * q_next**2)  # η̄_{i+1}: the sample mean of φ(h_i)² over N units, batch-averaged
     cov_xi_eta = sw * cov_s / (n * q_next * mu1)  # block i+1's derivative noise with η̄_{i+1}: the same h_i
