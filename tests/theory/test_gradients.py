@@ -233,17 +233,17 @@ def test_effective_batch_is_the_log_normal_expectation():
     assert float(_effective_batch(64.0, jnp.asarray(50.0))) == pytest.approx(ref, rel=1e-10)
 
 
+@pytest.mark.quick_codegen  # compile-bound: see tests/conftest.py
 @pytest.mark.parametrize("activation,own", [("tanh", 2.0), ("relu", 5.0)])
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_finite_width_terms_of_a_vanishing_network_have_their_small_q_limit(activation, own, dtype):
+def test_finite_width_terms_of_a_vanishing_network_have_their_small_q_limit(activation, own):
     # σ_w² = 0.5, σ_b² = 0: q_l halves (tanh) or quarters (relu) per block (tanh ≈ 1e-16 by block 50, relu 1e-30;
     # below float32's range by block 130 and 65). Near q = 0 tanh is linear, where ρ ≡ 1 (no shift), and relu
     # has ρ ≡ 1 at every q: the shift must vanish at the top blocks, not grow, and every term stays finite.
     # (Evaluating q_z at a floor of 1e-12 on both sides of the ratio q_z,l/q_z,l−1 made ρ double per block:
     # +602 decades at tanh L = 50, N = 64 in the finite-width profile against −7.49 for the mean field; q² under-
     # flowing in the forward length's variance made relu's profile NaN.)
-    for depth in (50, 400):  # 400: q² below float64's range too (the tests run with 64-bit JAX on)
-        cfg = NetConfig(depth=depth, width=64, activation=activation, sigma_w2=0.5, sigma_b2=0.0, dtype=dtype)
+    for depth in (50, 400):  # 400: q² below float64's range (the tests run with 64-bit JAX on), as float32's at 50
+        cfg = NetConfig(depth=depth, width=64, activation=activation, sigma_w2=0.5, sigma_b2=0.0, dtype="float64")
         shift = np.asarray(T.gradients._shared_weight_shift(cfg, None, 1.0))
         assert np.all(np.isfinite(shift)) and np.all(shift <= 0)
         assert np.max(np.abs(shift[-10:])) < 1e-6, shift[-10:]
@@ -254,6 +254,7 @@ def test_finite_width_terms_of_a_vanishing_network_have_their_small_q_limit(acti
         assert np.all(np.isfinite(fw)) and -own * depth / (4 * 64 * math.log(10)) < fw[0] - mf[0] < 0, (fw[0], mf[0])
 
 
+@pytest.mark.quick_codegen  # compile-bound: see tests/conftest.py
 def test_independent_backward_drops_only_the_shared_weight_shift():
     # backward="independent" models the backward pass through independent copies of the weights: the same mean
     # field, and a finite-width drift without the shared-weight shift Δ (module docstring): the two profiles
