@@ -54,6 +54,9 @@ _RNN_NORMS = ("none", "layernorm", "rmsnorm")  # batch statistics shared across 
 #: Examples per network where theory and measurement take a batch (``batch=`` of the gradient profiles on
 #: both sides): one default, so that the pair compares at the same batch without being told.
 DEFAULT_BATCH = 64
+#: Which weights the backward pass goes through where theory and measurement take ``backward=`` (the gradient
+#: profiles and spread): the network's own (the gradient), or independent copies of them (gradient independence).
+BACKWARDS = ("shared", "independent")
 
 
 #: The numbers of a config: pytree leaves (traceable); every other field is structure (static).

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from gradjax._validate import check_choice, check_int
-from gradjax.config import DEFAULT_BATCH, NetConfig
+from gradjax.config import BACKWARDS, DEFAULT_BATCH, NetConfig
 from gradjax.empirical._seeds import (backward_key, block_param_count, data_key, default_inputs, itemsize, map_seeds,
                                       normal_draw, per_seed_inputs)
 from gradjax.empirical.losses import DEFAULT_LOSS, loss_fn
@@ -38,8 +38,6 @@ from gradjax.nn.stack import KEYED_ARCHS, check_segment, init_params
 
 #: How :func:`gradient_profile` holds the block kernels (see ``gradjax.nn.regenerate``).
 GRADIENT_WEIGHTS = ("stored", "regenerated")
-#: Which weights the backward pass goes through: the network's own, or an independent copy of them.
-GRADIENT_BACKWARD = ("shared", "independent")
 #: Where the independent copy is gradient independence itself: each block's Jacobian is its weights times
 #: an elementwise derivative at the forward pass's state, so the copy's weights with the real derivatives
 #: are the setting of the mean-field δ recursion. (A post-norm or batchnorm Jacobian would be taken at the
@@ -48,7 +46,7 @@ INDEPENDENT_BACKWARD_ARCHS = ("mlp", "resmlp", "cnn")
 
 
 def _check_backward(cfg: NetConfig, backward) -> None:
-    check_choice("backward", backward, GRADIENT_BACKWARD)
+    check_choice("backward", backward, BACKWARDS)
     if backward == "independent" and (cfg.arch not in INDEPENDENT_BACKWARD_ARCHS or cfg.norm != "none"):
         field, value, allowed = (("arch", cfg.arch, list(INDEPENDENT_BACKWARD_ARCHS)) if cfg.arch not in
                                  INDEPENDENT_BACKWARD_ARCHS else ("norm", cfg.norm, ["none"]))

@@ -145,8 +145,8 @@ import math
 import jax
 import jax.numpy as jnp
 
-from gradjax._validate import check_int
-from gradjax.config import DEFAULT_BATCH
+from gradjax._validate import check_choice, check_int
+from gradjax.config import BACKWARDS, DEFAULT_BATCH
 from gradjax.nn.activations import SLOPED, resolve_activation
 from gradjax.theory import gaussian as _g
 from gradjax.theory import sphere as _sphere
@@ -154,9 +154,6 @@ from gradjax.theory.attention import transformer_cotangents
 from gradjax.theory.meanfield import block_kind, _default_q0, _f, _mean_square_after_norm, _norm_eps, c_profile, length_recursion
 from gradjax.theory.support import requires
 
-#: The backward pass modelled: through the network's own weights, or through independent copies of them (the
-#: gradient-independence setting; ``gradjax.empirical.gradient_profile(..., backward="independent")`` measures it).
-BACKWARDS = ("shared", "independent")
 #: The loss the profiles model: ⟨y, t⟩/B with t independent of the network, so the cotangent entering
 #: the top layer is independent of the weights (the gradient-independence setting of the δ recursion).
 LOSSES = ("projection",)
@@ -655,8 +652,7 @@ def gradient_profile(cfg, q0=None, *, q_in=1.0, loss="projection", batch=DEFAULT
 
 
 def _check_backward(backward):
-    if not (isinstance(backward, str) and backward in BACKWARDS):
-        raise ValueError(f"backward must be one of {list(BACKWARDS)}, got {backward!r}")
+    check_choice("backward", backward, BACKWARDS)
 
 
 def finite_width_shift(cfg, q0=None, *, q_in=1.0, batch=DEFAULT_BATCH, backward="shared"):
