@@ -81,12 +81,13 @@ def test_finite_width_spread_and_drift_at_batch_b(net, batch):
     # error of a std from S = 256 seeds is ½√(2/(S−1) + γ₂/S) ≈ 4.5% (asserted below), so a miss is the
     # theory's, not the seeds'. Drift (seed mean minus mean field) within 25% of the prediction plus two
     # standard errors of the measured mean (sd/√S ≈ 0.005–0.008: the drift is a few hundredths of a decade).
-    # Reference values, 2048 seeds (one-off, the same statistic): relu B=32 spread 0.136 ± 0.002 vs 0.126
-    # predicted, drift −0.050 ± 0.003 vs −0.037 — the shared forward/backward weights, left out by the
-    # theory at B > 1 (gradjax.theory.gradients, module docstring; B = 64 ≥ N is refused by gradient_spread:
-    # there it was 0.130 ± 0.002 vs 0.119, drift −0.047 ± 0.003 vs −0.033). 1024 seeds, B = 8: critical tanh 0.086 ± 0.002 vs 0.100
-    # (−14%), drift −0.018 ± 0.003 vs −0.022; chaotic tanh 0.148 ± 0.003 vs 0.159 (−7%), drift −0.031 ± 0.005
-    # vs −0.042 (−0.050 before the forward-length and shared-weight shifts of the drift).
+    # Reference values, 2048 seeds (one-off, the same statistic): relu B=32 spread 0.136 ± 0.002 vs 0.125
+    # predicted, drift −0.050 ± 0.003 vs −0.036 — relu's examples covary above gradient independence, the next
+    # order in L/N, not derived (gradjax.theory.gradients, module docstring; B = 64 ≥ N is refused by
+    # gradient_spread: there it was 0.130 ± 0.002 vs 0.119, drift −0.047 ± 0.003 vs −0.033). 1024 seeds, B = 8:
+    # critical tanh 0.086 ± 0.002 vs 0.089 (−3%; 0.099 under gradient independence), drift −0.018 ± 0.003 vs
+    # −0.017 (+0.010 under gradient independence); chaotic tanh 0.148 ± 0.003 vs 0.145 (+2%), drift −0.031 ±
+    # 0.005 vs −0.033.
     # The full grid (B ∈ {1, 8, 64}, N ∈ {64, 256}) is the ``finite-width`` experiment's quick run.
     sd, sd_rel_se, drift, se, sd_th, drift_th = _spread_and_drift(net, batch)
     assert 4 * sd_rel_se < 0.25, sd_rel_se  # the bound is ≥ 4 standard errors of the measured spread

@@ -262,13 +262,20 @@ def test_independent_backward_drops_only_the_shared_weight_shift():
     cfg = NetConfig(depth=6, width=8, activation="tanh", sigma_w2=1.3, sigma_b2=0.05, dtype="float64")
     mf = {b: np.asarray(T.gradient_profile(cfg, batch=4, finite_width=False, backward=b)) for b in T.gradients.BACKWARDS}
     assert_allclose(mf["shared"], mf["independent"], rtol=0, atol=0)
-    own, copy = (np.asarray(T.gradient_profile(cfg, batch=4, finite_width=True, backward=b)) for b in ("shared", "independent"))
-    delta = np.asarray(T.gradients._shared_weight_shift(cfg, None, 1.0)) / (2 * math.log(10))
-    want = np.concatenate([np.cumsum(delta[::-1])[::-1][1:], [0.0]])  # entry l−1: Σ_{k>l} Δ_k
-    assert np.all(delta < 0)  # tanh: ρ < 1, a shift towards vanishing
-    assert_allclose(own - copy, want, rtol=1e-12, atol=1e-15)
-    assert_allclose(np.asarray(T.gradient_spread(cfg, batch=7, backward="independent")),
-                    np.asarray(T.gradient_spread(cfg, batch=7)), rtol=0, atol=0)
+    K = np.asarray(T.gradients._cross_example_covariance(cfg, None, 1.0))
+    for B in (1, 4):  # B > 1: the batch also re-weighs examples that share less, −(1 − 1/B) Σ_{j>k} K_kj
+        own, copy = (np.asarray(T.gradient_profile(cfg, batch=B, finite_width=True, backward=b))
+                     for b in ("shared", "independent"))
+        delta = np.asarray(T.gradients._shared_weight_shift(cfg, None, 1.0))
+        delta = (delta - (1 - 1 / B) * np.triu(K, 1).sum(1)) / (2 * math.log(10))
+        want = np.concatenate([np.cumsum(delta[::-1])[::-1][1:], [0.0]])  # entry l−1: Σ_{k>l} Δ_k
+        assert np.all(delta < 0)  # tanh: ρ < 1, a shift towards vanishing
+        assert_allclose(own - copy, want, rtol=1e-12, atol=1e-15)
+    assert_allclose(np.asarray(T.gradient_spread(cfg, batch=1, backward="independent")),
+                    np.asarray(T.gradient_spread(cfg, batch=1)), rtol=0, atol=0)
+    # at B > 1 the network's spread is below the control's: the examples share less (K ≤ 0 for tanh)
+    sp_own, sp_copy = (np.asarray(T.gradient_spread(cfg, batch=7, backward=b)) for b in ("shared", "independent"))
+    assert np.all(sp_own[:-2] < sp_copy[:-2]) and sp_own[-1] == sp_copy[-1] == 0
     assert np.all(np.isfinite(np.asarray(T.gradient_spread(cfg, batch=8, backward="independent"))))
     with pytest.raises(ValueError, match="backward='independent' gives the spread"):
         T.gradient_spread(cfg, batch=8)
@@ -335,16 +342,112 @@ def test_finite_width_drift_reweighting_under_gradient_independence():
     # Critical tanh, N = 64, L = 30, B = 64, 256 seeds, backward through an independent copy of every W_l (the
     # setting in which the forward-length terms are derived). The batch sum weighs each example by its own
     # ‖δ_b‖², which its forward length moves: the drift of the mean log10 ‖δ_1‖/‖δ_L‖ is positive. Predicted:
-    # gradient_profile's finite-width drift minus the shared-weight shift, within 25% plus two standard errors
+    # gradient_profile's finite-width drift with backward="independent", within 25% plus two standard errors
     # (sd/√S ≈ 0.007); −v/2 alone (the drift without the forward length) is rejected. One-off, 1024 seeds:
     # +0.025 ± 0.003 measured vs +0.025 predicted (−v/2 alone: −0.027).
     S, n, L, B = 256, 64, 30, 64
     y = _own_and_independent_backward(n, B, L, 1.0, 0.0, S)[:, 1]
     cfg = NetConfig(depth=L, width=n, activation="tanh", init="xavier_normal", dtype="float64")
     mf = float(T.gradient_profile(cfg, batch=B, finite_width=False)[0])
-    shift = float(np.sum(np.asarray(G._shared_weight_shift(cfg, None, 1.0))[1:])) / (2 * math.log(10))
-    drift_th = float(T.gradient_profile(cfg, batch=B, finite_width=True)[0]) - mf - shift
+    drift_th = float(T.gradient_profile(cfg, batch=B, finite_width=True, backward="independent")[0]) - mf
     v_only = -float(np.sum(np.asarray(T.finite_width_variance(cfg, batch=B))[1:])) / (4 * math.log(10))
     drift, se = y.mean() - mf, y.std(ddof=1) / np.sqrt(S)
     assert abs(drift - drift_th) < 0.25 * abs(drift_th) + 2 * se, (drift, drift_th, se)
     assert abs(drift - v_only) > 4 * se, (drift, v_only, se)
+
+
+def test_cross_example_covariance_against_a_direct_sum():
+    # K_lk (module docstring: the shared weights between examples), recomputed here from its definition with
+    # Gauss–Hermite moments, finite differences for s = d ln μ₁/d ln q and a = d ln Q/d ln q, and explicit loops:
+    # M_lk = (2/N²) Σ_{l ≤ i < k} ∏_{m=l}^{i−1} Λ_m (q_z,i/q_i) s_{k−1} ∏_{m=i}^{k−2} a_m, Λ = q_z m₁⁴/(V μ₁),
+    # K = M + Mᵀ. With a bias (q_z < q) and a non-fixed-point q0, so that every index and factor is exercised.
+    z, w = np.polynomial.hermite_e.hermegauss(160)
+    w = w / w.sum()
+    sw, sb, n, L, q0 = 1.6, 0.1, 16, 7, 2.5
+
+    def mom(q):
+        t = np.tanh(np.sqrt(q) * z)
+        d = 1 - t**2
+        return (w * t * t).sum(), (w * d).sum(), (w * d * d).sum()  # V, m₁, μ₁
+
+    def dln(f, q, e=1e-6):
+        return (np.log(f(q * (1 + e))) - np.log(f(q * (1 - e)))) / (np.log1p(e) - np.log1p(-e))
+
+    q = [q0]
+    for _ in range(L):
+        q.append(sw * mom(q[-1])[0] + sb)
+    s = [dln(lambda t: mom(t)[2], q[h]) for h in range(L + 1)]
+    a = [dln(lambda t: sw * mom(t)[0] + sb, q[h]) for h in range(L + 1)]
+    lam = [(q[i] - sb) * mom(q[i])[1] ** 4 / (mom(q[i])[0] * mom(q[i])[2]) for i in range(L + 1)]
+    M = np.zeros((L, L))
+    for l in range(1, L + 1):  # blocks l < k; b's gain noise at h_i, l ≤ i ≤ k − 1, reaches a's τ_l and b's block k
+        for k in range(l + 1, L + 1):
+            for i in range(l, k):
+                M[l - 1, k - 1] += (np.prod(lam[l:i]) * (q[i] - sb) / q[i] * s[k - 1] * np.prod(a[i:k - 1])
+                                    * 2 / n**2)
+    cfg = NetConfig(depth=L, width=n, activation="tanh", sigma_w2=sw, sigma_b2=sb, dtype="float64")
+    K = np.asarray(G._cross_example_covariance(cfg, q0, 1.0))
+    assert np.abs(M).max() > 1e-3  # not a comparison of zeros
+    assert_allclose(K, M + M.T, rtol=1e-6, atol=1e-12)
+    assert np.all(np.triu(K, 1) <= 0) and np.all(np.diag(K) == 0)  # tanh: s < 0, a shift towards sharing less
+    for act, s2 in (("relu", 2.0), ("linear", 1.0)):  # scale-free: s ≡ 0, so nothing reaches the other example
+        zero = G._cross_example_covariance(cfg.with_(activation=act, sigma_w2=s2, sigma_b2=0.0), None, 1.0)
+        assert_allclose(np.asarray(zero), 0.0, atol=1e-12)
+
+
+def _pair_log_norms(n, depth, seeds, key=3000):
+    """Per-example ln ‖δ_1‖²/‖δ_L‖² of B = 2 examples, (S, 2, 2): [:, 0] the critical tanh network itself
+    (σ_w² = 1, σ_b² = 0, projection loss), [:, 1] the same networks with only the span of each block's two inputs
+    redrawn for the backward pass, W_l + P_X(W′_l − W_l): given the forward pass W_l(I − P_X) already has the
+    independent law, so this control has gradient independence's law, paired seed by seed (float64)."""
+
+    def one(k):
+        k = jax.random.split(k, 6)
+        x, t = jax.random.normal(k[0], (2, n)), jax.random.normal(k[1], (2, n))
+        w_in, w_out = (jax.random.normal(kk, (n, n)) / math.sqrt(n) for kk in (k[2], k[3]))
+        w, w_copy = (jax.random.normal(kk, (depth, n, n)) / math.sqrt(n) for kk in (k[4], k[5]))
+        h0 = x @ w_in
+        _, hs = jax.lax.scan(lambda h, wl: (jnp.tanh(h) @ wl,) * 2, h0, w)
+        h_in = jnp.concatenate([h0[None], hs[:-1]])  # h_{l−1}, the input of block l
+
+        def span_redrawn(wl, wc, h):
+            p, _ = jnp.linalg.qr(jnp.tanh(h).T)  # (n, 2): an orthonormal basis of the block's inputs
+            return wl + p @ (p.T @ (wc - wl))
+
+        d_top = (1 - jnp.tanh(hs[-1]) ** 2) * ((t / 2) @ w_out.T)
+
+        def log_ratio(ws):
+            def back(d, inp):
+                return (1 - jnp.tanh(inp[1]) ** 2) * (d @ inp[0].T), None
+            d1, _ = jax.lax.scan(back, d_top, (ws[1:], h_in[1:]), reverse=True)  # blocks L..2: δ_L → δ_1
+            return jnp.log(jnp.sum(d1**2, 1) / jnp.sum(d_top**2, 1))
+
+        return jnp.stack([log_ratio(w), log_ratio(jax.vmap(span_redrawn)(w, w_copy, h_in))])
+
+    run = jax.jit(jax.vmap(one))
+    return np.concatenate([np.asarray(run(jax.vmap(jax.random.key)(jnp.arange(s, s + 512) + key)))
+                           for s in range(0, seeds, 512)])
+
+
+@pytest.mark.slow
+def test_shared_weights_lower_the_covariance_of_two_examples():
+    # Critical tanh, N = 32, L = 16 (the regime of N = 64, L = 30: Σ v ≈ 1), B = 2, 4096 seeds, float64. Each
+    # example's backward component along the other example's input carries that example's forward gains, which
+    # move the other's log-norm the opposite way (module docstring): the covariance of the two examples'
+    # ln ‖δ_1‖²/‖δ_L‖² is lower than under gradient independence by Σ_{k,l ≥ 2} K_kl (K: _cross_example_covariance;
+    # gradient independence: 0). Measured: the paired difference real − control of the sample covariances,
+    # within 30% of K's sum plus two bootstrap standard errors, and more than three standard errors below 0.
+    # One-off, 16384 seeds: <filled below>.
+    S, n, L = 4096, 32, 16
+    y = _pair_log_norms(n, L, S)  # (S, 2 runs, 2 examples)
+
+    def diff(i):
+        return np.cov(y[i, 0, 0], y[i, 0, 1])[0, 1] - np.cov(y[i, 1, 0], y[i, 1, 1])[0, 1]
+
+    rng = np.random.default_rng(0)
+    se = np.std([diff(rng.integers(0, S, S)) for _ in range(200)])
+    measured = diff(np.arange(S))
+    cfg = NetConfig(depth=L, width=n, activation="tanh", init="xavier_normal", dtype="float64")
+    pred = float(np.asarray(G._cross_example_covariance(cfg, None, 1.0))[1:, 1:].sum())
+    assert abs(measured - pred) < 0.3 * abs(pred) + 2 * se, (measured, pred, se)
+    assert measured < -3 * se, (measured, se)
