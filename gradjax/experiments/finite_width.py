@@ -143,12 +143,14 @@ def _against(ax, results, net, axis):
     xs = _values(results, axis)
     for i, o in enumerate(_values(results, other)):
         sel = {"net": net, other: o}
-        # the formula is the control's at every B and the network's where B < N (refused at B ≥ N)
-        th = [float(results["spread_control_theory"].sel(**sel, **{axis: x}).values[0]) for x in xs]
+        # the networks' theory where B < N (refused at B ≥ N: NaN, drawn as none); the control's at every B
+        th = [float(results["spread_theory"].sel(**sel, **{axis: x}).values[0]) for x in xs]
+        th_control = [float(results["spread_control_theory"].sel(**sel, **{axis: x}).values[0]) for x in xs]
         band = np.stack([_std_band(_relative(results["grad"].sel(**sel, **{axis: x})))[:, 0] for x in xs])
         control = [float(_relative(results["grad_control"].sel(**sel, **{axis: x}))[:, 0].std(ddof=1)) for x in xs]
         color = f"C{i}"
         figures.theory_line(ax, xs, th, color=color)
+        figures.theory_line(ax, xs, th_control, color=color, linestyle=":", linewidth=1.2)
         ax.plot(xs, band[:, 1], marker="o", markersize=3, linewidth=0.8, color=color, label=f"{other} {o}")
         ax.fill_between(xs, band[:, 0], band[:, 2], color=color, alpha=figures.BAND_ALPHA, linewidth=0)
         ax.plot(xs, control, marker="x", markersize=3, linewidth=0.8, linestyle="--", color=color)
@@ -173,7 +175,9 @@ def plot(results, out_dir):
             lo, sd, hi = _std_band(_relative(sub["grad"]))
             ax.plot(blocks, sd, marker="o", markersize=2, linewidth=0.8, color=cmap[w], label=f"N={w}")
             ax.fill_between(blocks, lo, hi, color=cmap[w], alpha=figures.BAND_ALPHA, linewidth=0)
-            figures.theory_line(ax, blocks, sub["spread_control_theory"].values, color=cmap[w])
+            figures.theory_line(ax, blocks, sub["spread_theory"].values, color=cmap[w])  # NaN at B ≥ N: none
+            figures.theory_line(ax, blocks, sub["spread_control_theory"].values, color=cmap[w], linestyle=":",
+                                linewidth=1.2)
         ax.set_xlabel("blocks traversed  L − l")
         ax.set_ylabel("std across seeds of log10‖δ_l‖/‖δ_L‖")
         ax.set_title(f"{LABELS[net]}, batch {b}", fontsize="small")
@@ -194,10 +198,12 @@ def _legend(ax, control=False):
     handles, labels = ax.get_legend_handles_labels()
     handles += [Line2D([], [], color="0.3", linewidth=1.8),
                 Line2D([], [], color="0.3", linewidth=0.8, marker="o", markersize=3)]
-    labels += ["theory (gradient independence)", "measured std (bootstrap 10–90%)"]
+    labels += ["theory (none at batch ≥ width)", "measured std (bootstrap 10–90%)"]
+    handles.append(Line2D([], [], color="0.3", linewidth=1.2, linestyle=":"))
+    labels.append("theory, independent copies")
     if control:
         handles.append(Line2D([], [], color="0.3", linewidth=0.8, linestyle="--", marker="x", markersize=3))
-        labels.append("backward through independent copies")
+        labels.append("measured, independent copies")
     ax.legend(handles, labels, fontsize="x-small", loc="best")
 
 
@@ -221,8 +227,9 @@ def agreement(results):
                             quantity=f"std across seeds of log10‖δ_1‖/‖δ_L‖{label}", where=where,
                             theory=spread, measured=sd, tolerance=REL_TOL,
                             note=f"{s} seeds, standard error of the std {100 * std_relative_error(rel):.1f}% "
-                                 f"(½√(2/(S−1) + γ₂/S)); the theory assumes gradient independence"
-                                 + (", which the control has" if suffix else "")))
+                                 f"(½√(2/(S−1) + γ₂/S)); "
+                                 + ("gradient independence, which the control has" if suffix else
+                                    "with the weights shared between examples (K)")))
                     drift = float(sub[f"grad{suffix}_theory"].values[0]) - mf
                     se = sd / np.sqrt(s)
                     rows.append(AgreementRow(
@@ -231,7 +238,7 @@ def agreement(results):
                         metric="absolute",
                         note=f"{s} seeds; tolerance 25% of the prediction + {DRIFT_SE} standard errors of the "
                              f"measured mean ({se:.4f}): at B ≥ 8 and N = 256 the drift is a few thousandths of a "
-                             "decade" + ("; without the shared-weight shift Δ" if suffix else "")))
+                             "decade" + ("; without the shared-weight terms (Δ, K)" if suffix else "")))
     return rows
 
 

@@ -100,7 +100,7 @@ is therefore
     M_lk = (2/N²) Σ_{l ≤ i < k} ∏_{m=l}^{i−1} Λ_m (q_z/q)_i G_ik,   K = M + Mᵀ   (:func:`_cross_example_covariance`),
 
 negative for tanh (s < 0: b's larger gain lowers b's φ′² while a gains along b), zero for the scale-free relu
-family and linear φ (s = 0), of order L²/N² in total. A batch spreads with (1 − 1/√(B_eff,k B_eff,l)) K_kl added
+family and linear φ (s = 0), of order L²/N² in total (the next order is measured below). A batch spreads with (1 − 1/√(B_eff,k B_eff,l)) K_kl added
 to its blocks' covariance, and block l's mean log-factor gains −(1 − 1/B) Σ_{k>l} K_lk (the batch sum re-weighs
 examples that share less, as for the forward length). Gradient independence (``backward="independent"``)
 has neither. Regime: c = 0 between the examples (what their correlation adds is not carried), leading order in
@@ -132,9 +132,13 @@ independent copies W′_l; 1024 seeds, 4096 at critical tanh B = 1, 256 at N = 2
     (Σ (τ_l² − 1)/N with the other's log-norm, ×2): −0.083 ± 0.013 (N = 64), −0.025 ± 0.005 (N = 128). The
     gains' sensitivity Cov(u_l, ln R_b)·N/2 is the forward length's G summed over blocks: −0.81 measured at l = 1
     (N = 64 and 128) against −0.81. Chaotic tanh: −0.003 ± 0.05 against −0.026. The next order in L/N is
-    measured, not derived: b's own direction also carries its gains (Cov(u_l, ln R_b)·N/2 above G by ≈ +0.1 at
-    the top blocks, N = 64), which relu, where G = 0, shows alone: pair covariance +0.13 ± 0.05 above GI at
-    N = 64 (+0.145 ± 0.04 of it along the other's input).
+    measured, not derived. For critical tanh its parts nearly cancel (B = 2, N = 64, 4096 seeds, hybrids that
+    redraw only each example's own input direction or only the other's: each example's own direction, which
+    also carries its gains, adds ≈ +0.06 through the other's carried coefficient and ≈ −0.03 through the
+    examples' correlated gains). relu, where G = 0, shows it alone: its pair covariance is 0.621 against GI's
+    0.436, and all of the difference is in each example's own direction (0.606 with the other's direction
+    redrawn, 0.434 with the own one redrawn): relu's examples are strongly correlated (c = 0.74 by layer 5,
+    0.98 by layer 30), so their gains are too.
   - Drift and spread of log10 ‖δ_1‖/‖δ_L‖ (batch sums), predicted / measured, 8192 seeds (4096 at B = 64
     and at N = 128, 2048 at N = 128, B = 64):
 
