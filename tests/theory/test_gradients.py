@@ -425,9 +425,9 @@ def _pair_log_norms(n, depth, seeds, key=3000):
 
         return jnp.stack([log_ratio(w), log_ratio(jax.vmap(span_redrawn)(w, w_copy, h_in))])
 
-    run = jax.jit(jax.vmap(one))
-    return np.concatenate([np.asarray(run(jax.vmap(jax.random.key)(jnp.arange(s, s + 512) + key)))
-                           for s in range(0, seeds, 512)])
+    run = jax.jit(jax.vmap(one))  # 256 seeds per call: ≈ 0.25 GB of weights and their span-redrawn copies
+    return np.concatenate([np.asarray(run(jax.vmap(jax.random.key)(jnp.arange(s, s + 256) + key)))
+                           for s in range(0, seeds, 256)])
 
 
 @pytest.mark.slow
