@@ -134,8 +134,8 @@ independent copies W′_l; 1024 seeds, 4096 at critical tanh B = 1, 256 at N = 2
     (N = 64 and 128) against −0.81. Chaotic tanh: −0.003 ± 0.05 against −0.026. The next order in L/N is
     measured, not derived. For critical tanh its parts nearly cancel (B = 2, N = 64, 4096 seeds, hybrids that
     redraw only each example's own input direction or only the other's: each example's own direction, which
-    also carries its gains, adds ≈ +0.06 through the other's carried coefficient and ≈ −0.03 through the
-    examples' correlated gains). relu, where G = 0, shows it alone: its pair covariance is 0.621 against GI's
+    also carries its gains, adds +0.06 to +0.07 through the other's carried coefficient and −0.03 to −0.05
+    through the examples' correlated gains, two seed sets). relu, where G = 0, shows it alone: its pair covariance is 0.621 against GI's
     0.436, and all of the difference is in each example's own direction (0.606 with the other's direction
     redrawn, 0.434 with the own one redrawn): relu's examples are strongly correlated (c = 0.74 by layer 5,
     0.98 by layer 30), so their gains are too.
