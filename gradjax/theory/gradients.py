@@ -138,7 +138,9 @@ independent copies W′_l; 1024 seeds, 4096 at critical tanh B = 1, 256 at N = 2
     through the examples' correlated gains, two seed sets). relu, where G = 0, shows it alone: its pair covariance is 0.621 against GI's
     0.436, and all of the difference is in each example's own direction (0.606 with the other's direction
     redrawn, 0.434 with the own one redrawn): relu's examples are strongly correlated (c = 0.74 by layer 5,
-    0.98 by layer 30), so their gains are too.
+    0.98 by layer 30), so their gains are too. Other rectifiers show more of it (σ_w² = 2, σ_b² = 0): gelu 1.09
+    against GI's 0.71 (K: +0.016), softplus 4.9 against 3.0 (K: +0.033; far outside Σ v ≲ 1), so their
+    finite-width spread and drift at B > 1 carry this unmodelled pair term.
   - Drift and spread of log10 ‖δ_1‖/‖δ_L‖ (batch sums), predicted / measured, 8192 seeds (4096 at B = 64
     and at N = 128, 2048 at N = 128, B = 64):
 
