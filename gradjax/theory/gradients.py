@@ -481,8 +481,10 @@ def _forward_length_statistics(cfg, q0, q_in, b_eff):
     return s, a, var_eta, cov_xi_eta
 
 
-def _forward_length_covariance(cfg, q0, q_in, batch):
-    """(L, L) covariance of the blocks' log-factor fluctuations through the forward length (module docstring).
+def _forward_length_covariance(cfg, q0, q_in, b_eff):
+    """(L, L) covariance of the blocks' log-factor fluctuations through the forward length (module docstring),
+    for the blocks' effective batch ``b_eff`` ((L,), from :func:`_block_variances`: block i+1 weighs the
+    examples' h_i).
 
     Block k's factor moves by s_{k−1} ε̄_{k−1}, ε̄ the batch mean of ln(q̃/q), an AR(1) along depth
     (coefficient a, innovations η̄ from the sample mean of φ² over N units, correlated with the block's own
@@ -490,8 +492,17 @@ def _forward_length_covariance(cfg, q0, q_in, batch):
     """
     if cfg.arch != "mlp":
         return jnp.zeros((cfg.depth, cfg.depth))
-    b_eff = _block_variances(cfg, q0, q_in, batch)[1]  # block i+1 weighs the examples' h_i
     return _length_covariance_at(cfg, q0, q_in, b_eff)
+
+
+def _chain_products(x):
+    """(L, L) P[i, j] = ∏_{m=i}^{j−1} x_m for j ≥ i (1 on the diagonal), 0 below it: what a quantity carried from
+    index m to m + 1 by the factor x_m (``x`` (L,), its last entry unused) keeps from i to j. Each x is floored at
+    1e-300 before its log (a product that underflows is 0)."""
+    L = x.shape[0]
+    lx = jnp.concatenate([jnp.zeros((1,), x.dtype), jnp.cumsum(jnp.log(jnp.maximum(x[:-1], 1e-300)))])
+    i, j = jnp.arange(L)[:, None], jnp.arange(L)[None, :]
+    return jnp.where(j >= i, jnp.exp(lx[None, :] - lx[:, None]), 0.0)
 
 
 def _length_covariance_at(cfg, q0, q_in, b_eff):
@@ -509,9 +520,8 @@ def _length_covariance_at(cfg, q0, q_in, b_eff):
     _, p_rest = jax.lax.scan(var_step, p0, (a[:-1], var_eta[:-1]))
     P = jnp.concatenate([p0[None], p_rest])  # Var ε̄_i, i = 0..L−1
     # A[i, j] = ∏_{m=i+1..j} a_m for j ≥ i (a_m maps ε_{m−1} → ε_m: entry m−1 of ``a``), else 0
-    la = jnp.concatenate([jnp.zeros((1,), s.dtype), jnp.cumsum(jnp.log(jnp.maximum(a[:-1], 1e-300)))])
+    A = _chain_products(a)
     i, j = jnp.arange(L)[:, None], jnp.arange(L)[None, :]
-    A = jnp.where(j >= i, jnp.exp(la[None, :] - la[:, None]), 0.0)
     eps_cov = P[:, None] * A  # Cov(ε̄_i, ε̄_j), i ≤ j (upper triangle)
     # blocks k < j (0-based rows k, columns j: block k+1 uses ε̄_k, block j+1 uses ε̄_j)
     upper = s[:, None] * s[None, :] * eps_cov
@@ -638,13 +648,9 @@ def _cross_example_covariance(cfg, q0, q_in):
     V = jax.vmap(lambda t: _g.second_moment(act, t, slope=sl))(q)
     lam = qz * m1**4 / (V * mu1)  # Λ at h_1..h_L
     s, a, _, _ = _forward_length_statistics(cfg, q0, q_in, jnp.ones((L,)))  # at h_0..h_{L−1}
-    i, k = jnp.arange(L)[:, None], jnp.arange(L)[None, :]
-    # T[l−1, i−1] = ∏_{m=l}^{i−1} Λ_m (i ≥ l): how b's u_i reaches a's τ_l
-    ll = jnp.concatenate([jnp.zeros((1,), lam.dtype), jnp.cumsum(jnp.log(jnp.maximum(lam, 1e-300)))[:-1]])
-    T = jnp.where(k >= i, jnp.exp(ll[None, :] - ll[:, None]), 0.0)
+    T = _chain_products(lam)  # T[l−1, i−1] = ∏_{m=l}^{i−1} Λ_m (i ≥ l): how b's u_i reaches a's τ_l
     # G[h, k−1] = s_{k−1} ∏_{m=h}^{k−2} a_m (k − 1 ≥ h): a shift of ln q_h moves block k; rows h = 1..L (h_L: none)
-    la = jnp.concatenate([jnp.zeros((1,), s.dtype), jnp.cumsum(jnp.log(jnp.maximum(a, 1e-300)))[:-1]])
-    G = jnp.where(k >= i, jnp.exp(la[None, :] - la[:, None]) * s[None, :], 0.0)
+    G = _chain_products(a) * s[None, :]
     G = jnp.concatenate([G[1:], jnp.zeros((1, L), G.dtype)], axis=0)
     M = (2.0 / n**2) * (T * (qz / q)[None, :]) @ G
     return M + M.T
@@ -754,12 +760,10 @@ def finite_width_shift(cfg, q0=None, *, q_in=1.0, batch=DEFAULT_BATCH, backward=
     return -0.5 * v + shared + _length_mean_shift(cfg, q0, q_in) + _length_reweighting(cfg, q0, q_in, batch)
 
 
-def _cross_example_term(cfg, q0, q_in, batch):
+def _cross_example_term(cfg, q0, q_in, b_eff):
     """(L, L): what the shared weights between examples add to the covariance of the batch's block log-factors,
-    (1 − 1/√(B_eff,k B_eff,l)) K_kl (K: :func:`_cross_example_covariance`; B_eff: the blocks' effective batch)."""
-    if batch == 1:
-        return jnp.zeros((cfg.depth, cfg.depth))
-    b_eff = _block_variances(cfg, q0, q_in, batch)[1]
+    (1 − 1/√(B_eff,k B_eff,l)) K_kl (K: :func:`_cross_example_covariance`; ``b_eff`` (L,): the blocks' effective
+    batch, from :func:`_block_variances`)."""
     return (1.0 - 1.0 / jnp.sqrt(b_eff[:, None] * b_eff[None, :])) * _cross_example_covariance(cfg, q0, q_in)
 
 
@@ -796,10 +800,10 @@ def gradient_spread(cfg, q0=None, *, q_in=1.0, loss="projection", batch=DEFAULT_
     """
     _check_loss(loss)
     _check_backward(backward)
-    v = finite_width_variance(cfg, q0, q_in=q_in, batch=batch)
+    v, b_eff = _block_variances(cfg, q0, q_in, batch)  # what finite_width_variance returns, and B_eff
     if backward == "shared":
         _check_batch_below_width(cfg, batch)
-    C = _forward_length_covariance(cfg, q0, q_in, batch)
-    if backward == "shared":
-        C = C + _cross_example_term(cfg, q0, q_in, batch)
+    C = _forward_length_covariance(cfg, q0, q_in, b_eff)
+    if backward == "shared" and batch > 1:  # at B = 1 (B_eff = 1) the examples' term has weight 0
+        C = C + _cross_example_term(cfg, q0, q_in, b_eff)
     return 0.5 * jnp.sqrt(jnp.maximum(_suffix_variance(v, C), 0.0)) / _LN10
