@@ -104,7 +104,29 @@ family and linear φ (s = 0), of order L²/N² in total (the next order is measu
 to its blocks' covariance, and block l's mean log-factor gains −(1 − 1/B) Σ_{k>l} K_lk (the batch sum re-weighs
 examples that share less, as for the forward length). Gradient independence (``backward="independent"``)
 has neither. Regime: c = 0 between the examples (what their correlation adds is not carried), leading order in
-L/N; relu's pair covariance above gradient independence (below) is of the next order and not derived.
+L/N.
+
+Each example's own direction (mlp, relu and linear φ, B > 1). Where φ(h) = φ′(h) h with φ′ ∈ {0, 1}, D x = x for
+the block's own input x = φ(h_{l−1}), so example a's component along its own input survives D: its coefficient
+is s_{l−1}/‖x_{l−1,a}‖² with s_l = h_{l,a}·δ_{l,a}, and s_{l−1} = s_l − b_l·δ_{l,a} (exactly conserved at
+σ_b² = 0, at any batch). Normalised, τ_l² = N s_l²/(σ_w² ‖δ_{l,a}‖² ‖x_{l−1,a}‖²) is a fresh χ²₁ under gradient
+independence; here it adds ε_{l−1} τ_l² (ε = 1/(N μ₁)) to block l's factor and evolves as
+τ_{l−1}² = τ_l² A_{l−1}/(C_{l−1} + τ_l²) (A = the forward ‖x_{l−1}‖²/(q̂ N) of layer l−1, C its backward χ² of
+gradient independence). At one example this gives exactly ln(‖δ_1‖²/‖δ_L‖²) = ln(‖x_{L−1}‖²/‖x_0‖²) + ln τ_L² − ln τ_1²:
+the backward log-norm follows the forward one, up to τ², which relaxes at the rate ε. Linearised at τ² = 1, y = ln τ²
+takes the forward log-gain α_p minus the backward one γ_p of every layer p above, decaying by 1 − ε − σ_b²/q_z per
+layer (the bias refreshes s), so block i's log-factor is γ_{i−1} + Σ_{p ≥ i} H_ip (α_p − γ_p),
+H_ip = ε_{i−1} ∏_{m=i}^{p−1} (1 − ε_m − σ_b²/q_z,m+1). Per example this only reshuffles variance (each example's
+variance stays gradient independence's); between two examples it adds
+
+    J = H diag(C_α + C_γ − 2C_αγ) Hᵀ + Q + Qᵀ,   Q_ij = H_{j,i−1} (C_αγ − C_γ)_{i−1} (j < i)   (:func:`_own_direction_covariance`),
+
+C_α, C_γ, C_αγ the pair covariances of the two examples' forward and backward log-gains at layer p (their
+pre-activations of correlation c_p): relu's examples become strongly correlated with depth (c = 0.74 by layer 5,
+0.98 by layer 30 from c_0 = 0), their forward gains are nearly the same, and J > 0 (the examples share more than
+gradient independence says), of order (L/N)² in total. J enters like K: the spread adds
+(1 − 1/√(B_eff,k B_eff,l)) J_kl and block l's mean log-factor −(1 − 1/B)(½ J_ll + Σ_{k>l} J_lk). Other φ (leaky relu:
+D x ≠ x; gelu, softplus, tanh: φ(h) ≠ φ′(h) h) have no conserved component: J = 0, not derived (measured below).
 
 Regime: leading order in 1/N per block, blocks independent given the mean-field q and c trajectories
 except through the forward length, Σ v ≲ 1 for the log-normal reading. Checked against simulated tanh and
@@ -135,12 +157,13 @@ independent copies W′_l; 1024 seeds, 4096 at critical tanh B = 1, 256 at N = 2
     measured, not derived. For critical tanh its parts nearly cancel (B = 2, N = 64, 4096 seeds, hybrids that
     redraw only each example's own input direction or only the other's: each example's own direction, which
     also carries its gains, adds +0.06 to +0.07 through the other's carried coefficient and −0.03 to −0.05
-    through the examples' correlated gains, two seed sets). relu, where G = 0, shows it alone: its pair covariance is 0.621 against GI's
-    0.436, and all of the difference is in each example's own direction (0.606 with the other's direction
-    redrawn, 0.434 with the own one redrawn): relu's examples are strongly correlated (c = 0.74 by layer 5,
-    0.98 by layer 30), so their gains are too. Other rectifiers show more of it (σ_w² = 2, σ_b² = 0): gelu 1.09
-    against GI's 0.71 (K: +0.016), softplus 4.9 against 3.0 (K: +0.033; far outside Σ v ≲ 1), so their
-    finite-width spread and drift at B > 1 carry this unmodelled pair term.
+    through the examples' correlated gains, two seed sets). relu, where G = 0, has it alone, and J derives it: its
+    pair covariance is 0.621 against GI's 0.436, all of the difference in each example's own direction (0.606 with
+    the other's direction redrawn, 0.434 with the own one redrawn); in another 4096 seeds real − GI is
+    +0.202 ± 0.049 against J's +0.201, and the forward log-norms of the two examples covary by 2.0 (each example's
+    backward log-norm with its own forward one: 1.03, GI 0.48). Other rectifiers show more of it (σ_w² = 2, σ_b² = 0):
+    gelu 1.09 against GI's 0.71 (K: +0.016), softplus 4.9 against 3.0 (K: +0.033; far outside Σ v ≲ 1); they
+    conserve no own component (J = 0), so their finite-width spread and drift at B > 1 carry this unmodelled term.
   - Drift and spread of log10 ‖δ_1‖/‖δ_L‖ (batch sums), predicted / measured, 8192 seeds (4096 at B = 64
     and at N = 128, 2048 at N = 128, B = 64):
 
@@ -153,15 +176,18 @@ independent copies W′_l; 1024 seeds, 4096 at critical tanh B = 1, 256 at N = 2
     | critical tanh, 128 | 64 | −0.0041 / −0.0015 ± 0.0010 | 0.042 / 0.044 | +0.0187 / +0.0186 ± 0.0013 |
     | chaotic tanh, 64 | 8 | −0.0621 / −0.0719 ± 0.0021 | 0.195 / 0.193 | −0.0379 / −0.0484 ± 0.0022 |
     | chaotic tanh, 64 | 64 | −0.0048 / −0.0065 ± 0.0018 | refused / 0.115 | +0.0190 / +0.0164 ± 0.0019 |
-    | relu, 64 | 8 | −0.0946 / −0.1140 ± 0.0024 | 0.203 / 0.214 | −0.0946 / −0.0981 ± 0.0023 |
-    | relu, 64 | 64 | −0.0602 / −0.0816 ± 0.0029 | refused / 0.184 | −0.0602 / −0.0644 ± 0.0026 |
-    | relu, 128 | 8 | −0.0393 / −0.0438 ± 0.0021 | 0.131 / 0.136 | −0.0393 / −0.0407 ± 0.0021 |
-    | relu, 128 | 64 | −0.0241 / −0.0308 ± 0.0025 | 0.102 / 0.112 | −0.0241 / −0.0235 ± 0.0023 |
+    | relu, 64 | 8 | −0.1137 / −0.1140 ± 0.0024 | 0.220 / 0.214 | −0.0946 / −0.0981 ± 0.0023 |
+    | relu, 64 | 64 | −0.0817 / −0.0816 ± 0.0029 | refused / 0.184 | −0.0602 / −0.0644 ± 0.0026 |
+    | relu, 128 | 8 | −0.0433 / −0.0438 ± 0.0021 | 0.137 / 0.136 | −0.0393 / −0.0407 ± 0.0021 |
+    | relu, 128 | 64 | −0.0286 / −0.0308 ± 0.0025 | 0.111 / 0.112 | −0.0241 / −0.0235 ± 0.0023 |
+    | relu σ_b² = 0.1, 64 | 8 | −0.1072 / −0.1088 ± 0.0024 | 0.215 / 0.213 | −0.1012 / −0.1024 ± 0.0023 |
+    | relu σ_b² = 0.1, 64 | 64 | −0.0756 / −0.0778 ± 0.0028 | refused / 0.181 | −0.0689 / −0.0688 ± 0.0027 |
 
     Without K the critical tanh drift was −0.0411 (B = 8) and −0.0272 (B = 64) at N = 64, its spread 0.136
-    (B = 8). relu's shortfall is its pair covariance above GI (the next order, above) and, at B/N ≥ ½, more:
-    real − GI of the drift is −0.016 ± 0.003 at N = 64 for B = 8 and 64 alike, but −0.003 ± 0.002 (B = 8) against
-    −0.007 ± 0.002 (B = 64) at N = 128, where the batch's inputs span half the space.
+    (B = 8); without J relu's drift was −0.0946 (B = 8) and −0.0602 (B = 64) at N = 64, −0.0393 and −0.0241 at
+    N = 128, its spread 0.203 (N = 64, B = 8) and 0.102 (N = 128, B = 64). With a bias (σ_b² = 0.1) J's sum falls
+    from 0.20 to 0.067 (ln², blocks 1..L) and real − GI of the drift is −0.0064 ± 0.0024 (B = 8) and −0.0090 ± 0.0027
+    (B = 64) against −0.0060 and −0.0067 predicted (4096 seeds at B = 64).
   - Given the forward pass, W_l is fixed on span(X_{l−1}), so at B ≥ N the backward pass has no randomness
     of its own (:func:`gradient_spread` refuses B ≥ N).
 * resmlp: gradient independence and no forward-length terms (not derived).
@@ -369,7 +395,8 @@ def _derivative_statistics(cfg, q0, q_in):
 
 
 def _block_variances(cfg, q0, q_in, batch):
-    """(v, B_eff): (L,) each, block l's relative variance and the effective batch it sees (module docstring)."""
+    """(v, B_eff, shared): (L,) each, block l's relative variance, the effective batch it sees, and the covariance
+    of two examples' ratios through block l under gradient independence (module docstring)."""
     _check_finite_width(cfg, batch)
     g = _f(cfg.alpha) ** 2 * _f(cfg.sigma_w2)
     n, B = float(cfg.width), float(batch)
@@ -392,7 +419,7 @@ def _block_variances(cfg, q0, q_in, batch):
             rho_next = ((rho * (1 + g * m_) ** 2 * (1 - 1 / n) + 2 * gm * (1 + rho) / n
                          + gm**2 * kappa_ * (1 + 2 * rho) / n) / ((1 + gm) ** 2 * (1 + shared)))
         v = own / b_eff + (1 - 1 / b_eff) * shared
-        return (rho_next, sig2 + jnp.maximum(own - shared, 0.0)), (v, b_eff)
+        return (rho_next, sig2 + jnp.maximum(own - shared, 0.0)), (v, b_eff, shared)
 
     stats = tuple(x[:-1] for x in (mu1, mu2, kappa, m))  # D_{l−1} for l = 1..L
     _, out = jax.lax.scan(block, (rho_top, jnp.zeros_like(rho_top)), stats, reverse=True)
@@ -656,6 +683,67 @@ def _cross_example_covariance(cfg, q0, q_in):
     return M + M.T
 
 
+#: Activations whose backward pass keeps each example's own component: φ(h) = φ′(h) h and φ′ ∈ {0, 1}, so that
+#: D_b x_b = x_b (:func:`_own_direction_covariance`).
+OWN_DIRECTION_ACTIVATIONS = ("relu", "linear")
+
+
+def _own_direction_covariance(cfg, q0, q_in):
+    """(L, L) J: covariance of one example's block-i log-factor with another's block-j log-factor from each example's
+    backward pass carrying its own forward gains (module docstring: each example's own direction), relu and linear
+    (mlp); zeros otherwise (not derived).
+
+    For φ with φ(h) = φ′(h) h and φ′ ∈ {0, 1}, the component of example a's W_lᵀδ_{l,a} along its own input x_{l−1,a}
+    has the coefficient s_{l−1}/‖x_{l−1,a}‖², s_l = h_{l,a}·δ_{l,a}, and s_{l−1} = s_l − b_l·δ_{l,a} (conserved at
+    σ_b² = 0). Normalised as τ_l² = s_l² N/(σ_w² ‖δ_{l,a}‖² ‖x_{l−1,a}‖²) (gradient independence: a fresh χ²₁), it
+    adds ε_{l−1} (τ_l² − 1) to block l's log-factor, ε = 1/(N μ₁), and
+    y_{l−1} = y_l + α_{l−1} − γ_{l−1} − ε_{l−1} τ_l² (+ σ_b²/(q_z,l τ_l²) from the bias), y = ln τ², α_p the forward
+    log-gain ln ‖x_p‖²/‖x_{p−1}‖² of layer p and γ_p the backward one of gradient independence (both about their means).
+    Linearised at τ² = 1: block i's log-factor is γ_{i−1} + Σ_{p ≥ i} H_ip (α_p − γ_p),
+    H_ip = ε_{i−1} ∏_{m=i}^{p−1} (1 − ε_m − σ_b²/q_z,m+1). With per-layer pair covariances (examples a ≠ b, their
+    pre-activations of correlation c_p) C_α = Cov(α_a, α_b), C_γ = Cov(γ_a, γ_b) (the dense block's shared term),
+    C_αγ = Cov(α_a, γ_b):
+
+        J = H diag(C_α + C_γ − 2C_αγ) Hᵀ + Q + Qᵀ,   Q_ij = H_{j,i−1} (C_αγ − C_γ)_{i−1} for j ≤ i − 1.
+
+    Patterns p = 1..L (h_L's: the readout's step carries the same component).
+    """
+    L = cfg.depth
+    if cfg.arch != "mlp" or cfg.activation not in OWN_DIRECTION_ACTIVATIONS:
+        return jnp.zeros((L, L))
+    act, sl = cfg.activation, cfg.leaky_slope
+    sb, n = _f(cfg.sigma_b2), float(cfg.width)
+    q_all = length_recursion(cfg, _default_q0(cfg, q0), q_in)[0]  # h_0..h_L
+    q = q_all[1:]
+    c = c_profile(cfg, q0=q0, c0=0.0)  # h_1..h_L: two examples of independent inputs
+    phi = resolve_activation(act, slope=sl)
+    d = _g.derivative(phi)
+    sq, dsq = (lambda x: phi(x) ** 2), (lambda x: d(x) ** 2)
+    kinks = _g.closed_forms(act).kinks
+    mu1, mu2, kappa, _ = _derivative_statistics(cfg, q0, q_in)  # h_0..h_L
+    # the normalised pair moments of a positively homogeneous φ do not depend on q: taken at q = 1 (finite where a
+    # vanishing network's q underflows)
+    one = jnp.ones_like(q)
+    V = _g.second_moment(act, one[0], slope=sl)
+    c_alpha = (jax.vmap(lambda t, r: _g.mehler_pair(sq, sq, t, t, r, kinks=kinks))(one, c) / V**2 - 1.0) / n
+    c_alpha_gamma = (jax.vmap(lambda t, r: _g.mehler_pair(sq, dsq, t, t, r, kinks=kinks))(one, c)
+                     / (V * mu1[1:]) - 1.0) / n
+    _, _, shared = _block_variances(cfg, q0, q_in, 1)  # block l: D_{l−1}, patterns 0..L−1
+    top = _dense_covariances(mu1[-1], mu2[-1], kappa[-1], 1.0 / cfg.out_dim, n)[1]  # the readout's, pattern L
+    c_gamma = jnp.concatenate([shared[1:], top[None]])  # patterns 1..L
+    eps = 1.0 / (n * mu1)  # patterns 0..L
+    qz = jnp.maximum(q - sb, _TINY_Q)  # q_z,1..q_z,L
+    decay = 1.0 - eps[1:] - sb / jnp.concatenate([qz[1:], qz[-1:]])  # step to pattern m = 1..L (last unused)
+    H = eps[:-1, None] * _chain_products(decay)  # rows blocks i = 1..L, columns patterns p = 1..L
+    D = c_alpha + c_gamma - 2.0 * c_alpha_gamma
+    E = c_alpha_gamma - c_gamma  # Cov(α_a − γ_a, γ_b), patterns 1..L
+    # Q[i, j] (1-based blocks, j ≤ i − 1): a's own γ_{i−1} with b's block j's response to pattern i − 1
+    i, j = jnp.arange(L)[:, None], jnp.arange(L)[None, :]  # 0-based: block i+1, j+1; pattern i (1-based) = col i−1
+    Hprev = jnp.concatenate([jnp.zeros((L, 1), H.dtype), H[:, :-1]], axis=1)  # Hprev[j, i] = H[block j+1, pattern i]
+    Q = jnp.where(j < i, Hprev.T * jnp.concatenate([jnp.zeros((1,), E.dtype), E[:-1]])[:, None], 0.0)
+    return (H * D[None, :]) @ H.T + Q + Q.T
+
+
 def _suffix_variance(v, C):
     """Entry l−1: Σ_{k,j > l} (diag(v) + C)_{kj}, the variance of the log-factor sum over the blocks above h_l."""
     tot = jnp.diag(v) + C
@@ -738,8 +826,9 @@ def finite_width_shift(cfg, q0=None, *, q_in=1.0, batch=DEFAULT_BATCH, backward=
     """E ln R_l − ln f_l: the width-N, batch-B shift of block l's mean log-factor (module docstring).
 
     −v_l/2 (:func:`finite_width_variance`), plus the shift from the forward and backward pass sharing W_l
-    (mlp; derived per example, exact at B = 1; not with ``backward="independent"``) and the batch sum's
-    re-weighting of the examples by their forward length (mlp, B > 1).
+    (mlp; derived per example, exact at B = 1, and between examples at B > 1 as the batch sum's re-weighting
+    −(1 − 1/B)(½ X_ll + Σ_{k>l} X_lk), X = K + J of the module docstring; not with ``backward="independent"``) and the
+    batch sum's re-weighting of the examples by their forward length (mlp, B > 1).
 
     Args: as :func:`finite_width_variance`; backward: "shared" or "independent" (:func:`gradient_profile`).
 
@@ -755,8 +844,9 @@ def finite_width_shift(cfg, q0=None, *, q_in=1.0, batch=DEFAULT_BATCH, backward=
     shared = 0.0
     if backward == "shared":
         shared = _shared_weight_shift(cfg, q0, q_in)
-        if batch > 1:  # the batch sum re-weighs examples that share less than gradient independence says
-            shared = shared - (1.0 - 1.0 / batch) * jnp.sum(jnp.triu(_cross_example_covariance(cfg, q0, q_in), 1), 1)
+        if batch > 1:  # the batch sum re-weighs examples that share less (or more) than gradient independence says
+            X = _examples_covariance(cfg, q0, q_in)
+            shared = shared - (1.0 - 1.0 / batch) * (jnp.sum(jnp.triu(X, 1), 1) + 0.5 * jnp.diagonal(X))
     return -0.5 * v + shared + _length_mean_shift(cfg, q0, q_in) + _length_reweighting(cfg, q0, q_in, batch)
 
 
@@ -764,7 +854,14 @@ def _cross_example_term(cfg, q0, q_in, b_eff):
     """(L, L): what the shared weights between examples add to the covariance of the batch's block log-factors,
     (1 − 1/√(B_eff,k B_eff,l)) K_kl (K: :func:`_cross_example_covariance`; ``b_eff`` (L,): the blocks' effective
     batch, from :func:`_block_variances`)."""
-    return (1.0 - 1.0 / jnp.sqrt(b_eff[:, None] * b_eff[None, :])) * _cross_example_covariance(cfg, q0, q_in)
+    return (1.0 - 1.0 / jnp.sqrt(b_eff[:, None] * b_eff[None, :])) * _examples_covariance(cfg, q0, q_in)
+
+
+def _examples_covariance(cfg, q0, q_in):
+    """(L, L) what the weights shared by the forward and backward pass add to the covariance of two examples' block
+    log-factors: K (the other's input direction, :func:`_cross_example_covariance`) + J (each one's own direction,
+    :func:`_own_direction_covariance`)."""
+    return _cross_example_covariance(cfg, q0, q_in) + _own_direction_covariance(cfg, q0, q_in)
 
 
 @functools.partial(jax.jit, static_argnames=("loss", "batch", "backward"))
@@ -776,10 +873,12 @@ def gradient_spread(cfg, q0=None, *, q_in=1.0, loss="projection", batch=DEFAULT_
     the per-example part (∝ 1/B) but not what the examples share (the weights, and the derivative
     pattern as far as the examples' pre-activations are correlated). With ``backward="shared"`` the weights
     shared by the forward and backward pass make two examples covary less (critical tanh: each one's component
-    along the other's input carries the other's forward gains; K of the module docstring), which a batch averages:
-    (1 − 1/B_eff) K is added to the blocks' covariance (L = 30, B = 8, 8192 seeds (4096 at N = 128), networks / their control with
-    ``backward="independent"`` / predicted for the networks: critical tanh N = 64 0.115 / 0.133 / 0.118, N = 128
-    0.075 / 0.081 / 0.073; chaotic tanh N = 64 0.193 / 0.196 / 0.195; relu N = 64 0.214 / 0.207 / 0.203).
+    along the other's input carries the other's forward gains; K of the module docstring) or more (relu and linear:
+    each one's own component carries its own forward gains, and the examples' gains are correlated; J), which a
+    batch averages: (1 − 1/B_eff)(K + J) is added to the blocks' covariance (L = 30, B = 8, 8192 seeds (4096 at
+    N = 128), networks / their control with ``backward="independent"`` / predicted for the networks: critical tanh
+    N = 64 0.115 / 0.133 / 0.118, N = 128 0.075 / 0.081 / 0.073; chaotic tanh N = 64 0.193 / 0.196 / 0.195; relu
+    N = 64 0.214 / 0.207 / 0.220, N = 128 0.136 / 0.132 / 0.137).
     ``gradjax.empirical.gradient_profile(..., backward="independent")`` measures the control. At B ≥ N the forward pass
     fixes every W_l, so gradient independence does not hold even approximately: refused (ValueError); at
     N = B = 64 the measured/predicted ratio was 0.73 (critical tanh), 0.96 (chaotic), 1.18 (relu).
@@ -800,7 +899,7 @@ def gradient_spread(cfg, q0=None, *, q_in=1.0, loss="projection", batch=DEFAULT_
     """
     _check_loss(loss)
     _check_backward(backward)
-    v, b_eff = _block_variances(cfg, q0, q_in, batch)  # what finite_width_variance returns, and B_eff
+    v, b_eff, _ = _block_variances(cfg, q0, q_in, batch)  # what finite_width_variance returns, and B_eff
     if backward == "shared":
         _check_batch_below_width(cfg, batch)
     C = _forward_length_covariance(cfg, q0, q_in, b_eff)
