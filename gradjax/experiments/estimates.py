@@ -24,11 +24,11 @@ import math
 from typing import Callable
 
 import numpy as np
-import scipy.stats
+import scipy.special  # not scipy.stats: its import takes ~1 s of every process that loads the experiments
 
 #: Two-sided probability that a statistic lands outside its tolerance by chance: that of ±3σ for a
 #: normal law (0.27 %), so across a report of ~100 rows a row outside it is very unlikely to be chance.
-CHANCE_LEVEL = 2 * float(scipy.stats.norm.sf(3.0))
+CHANCE_LEVEL = 2 * float(scipy.special.ndtr(-3.0))  # = 2 scipy.stats.norm.sf(3.0), the same float
 #: Resamplings of the seed axis in :func:`bootstrap_error` (the error of a bootstrap SE from B
 #: resamplings is ≈ 1/√(2B) relative: 2 % at 1,000).
 BOOTSTRAP_RESAMPLES = 1000
@@ -58,7 +58,7 @@ def se_multiple(seeds: int) -> float:
     S = 16, 3.1 at S = 64; 3 as S → ∞)."""
     if seeds < 2:
         raise ValueError(f"seeds must be at least 2 to estimate a standard error, got {seeds}")
-    return float(scipy.stats.t.ppf(1 - CHANCE_LEVEL / 2, seeds - 1))
+    return float(scipy.special.stdtrit(seeds - 1, 1 - CHANCE_LEVEL / 2))  # scipy.stats.t.ppf's own function
 
 
 def statistical_tolerance(standard_error: float, seeds: int, model: float = 0.0) -> float:
