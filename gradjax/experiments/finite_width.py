@@ -27,9 +27,9 @@ gradient-independence control (``backward="independent"``: the same forward pass
 Jacobian through an independent copy of its weights), the setting the theory assumes. The agreement table
 compares, per cell with N ≥ 64, the full-depth spread and the drift (seed mean minus the mean-field value)
 within 25%, for the networks (``theory.gradient_spread`` / ``gradient_profile``) and for the control (the same
-with ``backward="independent"``). At B ≥ N the networks' spread has no theory line: ``gradient_spread`` refuses
-it, since given the forward pass every W_l is fixed on the span of the batch's inputs, which is then the whole
-input space; the control's is answered.
+with ``backward="independent"``). At B ≥ N the forward pass fixes every W_l on the whole input space (the span of
+the batch's inputs), outside the theory's derivation; it is drawn and compared there as well, where it was measured
+to hold (``gradjax.theory.gradient_spread``).
 
 The shared weights between examples (``gradjax.theory.gradients``, module docstring). The control has
 gradient independence's law. The networks differ from it at B > 1 by what the weights shared by the two passes
@@ -89,15 +89,11 @@ def theory(cell):
     mf = np.asarray(gradjax.theory.gradient_profile(cfg, batch=b, finite_width=False))
     fw = np.asarray(gradjax.theory.gradient_profile(cfg, batch=b, finite_width=True))
     fw_control = np.asarray(gradjax.theory.gradient_profile(cfg, batch=b, finite_width=True, backward="independent"))
-    # B ≥ N: gradient_spread refuses the network (the forward pass fixes every W_l on the whole input space);
-    # NaN, drawn as none. The control's backward weights are independent copies: answered at every B.
-    spread = (np.asarray(gradjax.theory.gradient_spread(cfg, batch=b)) if b < cfg.width
-              else np.full(cfg.depth, np.nan))
+    spread = np.asarray(gradjax.theory.gradient_spread(cfg, batch=b))
     spread_control = np.asarray(gradjax.theory.gradient_spread(cfg, batch=b, backward="independent"))
     what = "std across seeds of log10‖δ_l‖ − log10‖δ_L‖"
     return {
-        "spread_theory": (("layer",), spread, {"units": "log10", "what": what,
-                                               "note": "NaN where batch ≥ width (refused by the theory)"}),
+        "spread_theory": (("layer",), spread, {"units": "log10", "what": what}),
         "spread_control_theory": (("layer",), spread_control, {"units": "log10", "what": what + ", backward through "
                                                                "independent copies of the weights"}),
         "grad_theory": (("layer",), fw, {"units": "log10", "what": "mean of log10‖δ_l‖/‖δ_L‖, finite width"}),
@@ -146,7 +142,6 @@ def _against(ax, results, net, axis):
     xs = _values(results, axis)
     for i, o in enumerate(_values(results, other)):
         sel = {"net": net, other: o}
-        # the networks' theory where B < N (refused at B ≥ N: NaN, drawn as none); the control's at every B
         th = [float(results["spread_theory"].sel(**sel, **{axis: x}).values[0]) for x in xs]
         th_control = [float(results["spread_control_theory"].sel(**sel, **{axis: x}).values[0]) for x in xs]
         band = np.stack([_std_band(_relative(results["grad"].sel(**sel, **{axis: x})))[:, 0] for x in xs])
@@ -178,7 +173,7 @@ def plot(results, out_dir):
             lo, sd, hi = _std_band(_relative(sub["grad"]))
             ax.plot(blocks, sd, marker="o", markersize=2, linewidth=0.8, color=cmap[w], label=f"N={w}")
             ax.fill_between(blocks, lo, hi, color=cmap[w], alpha=figures.BAND_ALPHA, linewidth=0)
-            figures.theory_line(ax, blocks, sub["spread_theory"].values, color=cmap[w])  # NaN at B ≥ N: none
+            figures.theory_line(ax, blocks, sub["spread_theory"].values, color=cmap[w])
             figures.theory_line(ax, blocks, sub["spread_control_theory"].values, color=cmap[w], linestyle=":",
                                 linewidth=1.2)
         ax.set_xlabel("blocks traversed  L − l")
@@ -225,7 +220,7 @@ def agreement(results):
                     s = rel.shape[0]
                     sd = float(rel.std(ddof=1))
                     spread = float(sub[f"spread{suffix}_theory"].values[0])
-                    if np.isfinite(spread):  # NaN: refused by the theory (the network at B ≥ N)
+                    if np.isfinite(spread):  # a non-finite prediction gives no row
                         rows.append(AgreementRow(
                             quantity=f"std across seeds of log10‖δ_1‖/‖δ_L‖{label}", where=where,
                             theory=spread, measured=sd, tolerance=REL_TOL,
@@ -276,14 +271,15 @@ EXPERIMENT = Experiment(
         "depth. The theory treats the backward pass's weights as independent of the forward pass's (gradient "
         "independence), and every cell is measured twice: the networks, and their gradient-independence control "
         "(backward through independent copies of the weights; theory with backward='independent'). At B > 1 the "
-        "shared weights lower two examples' covariance (critical tanh: each example as predicted, the batch "
-        "spreading 16% below the prediction at N = 64, B = 8, its drift smaller); at B ≥ N the forward pass fixes "
-        "the weights on the whole input space and the networks' spread is not predicted (the theory refuses it; "
-        "the control's is). The drift adds the forward length's drift, the examples' re-weighting by their "
+        "shared weights change two examples' covariance, and the theory carries it: lower for critical tanh (each "
+        "example's component along the other's input), higher for relu (each one's own component, conserved, "
+        "carries its forward gains, which the correlated examples share). At B ≥ N the forward pass fixes the "
+        "weights on the whole input space, outside the derivation, where the same prediction was measured to "
+        "hold. The drift adds the forward length's drift, the examples' re-weighting by their "
         "forward length, and for the networks the shared weights' shift per example (exact at B = 1)."
     ),
     sizes={
-        "tiny": _grid(("relu-he",), (4, 8), (4,), 4, 4),  # B = N = 4: the refused spread and the control's
+        "tiny": _grid(("relu-he",), (4, 8), (4,), 4, 4),  # B = N = 4 and B < N
         "quick": _grid(tuple(NETS), (16, 64, 256), (1, 8, 64), 256, 30),
         "full": _grid(tuple(NETS), (16, 32, 64, 128, 256, 512, 1024), (1, 4, 16, 64, 256), 1024, 100),
     },

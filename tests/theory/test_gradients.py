@@ -195,12 +195,10 @@ def test_finite_width_refuses_what_it_does_not_model():
         T.gradient_profile(cfg)  # the mean-field profile itself is modelled
     with pytest.raises(ValueError, match="batch"):
         T.gradient_spread(NetConfig(depth=4, width=8), batch=0)
-    # B ≥ N: the forward pass fixes every W_l on the span of the batch's inputs, the whole input space (module
-    # docstring), so the spread's gradient independence is void there; the mean drift is still answered.
-    for b in (8, 9):
-        with pytest.raises(ValueError, match=rf"models batch < width, got batch={b} with width=8"):
-            T.gradient_spread(NetConfig(depth=4, width=8), batch=b)
-    assert np.all(np.isfinite(np.asarray(T.gradient_spread(NetConfig(depth=4, width=8), batch=7))))
+    # B ≥ N (the forward pass fixes every W_l on the whole input space): outside the derivation, answered (measured to
+    # hold at N = 64, B = 64 and 128: module docstring), finite.
+    for b in (7, 8, 9):
+        assert np.all(np.isfinite(np.asarray(T.gradient_spread(NetConfig(depth=4, width=8), batch=b))))
     assert np.all(np.isfinite(np.asarray(T.gradient_profile(NetConfig(depth=4, width=8), batch=8, finite_width=True))))
 
 
@@ -258,7 +256,8 @@ def test_finite_width_terms_of_a_vanishing_network_have_their_small_q_limit(acti
 def test_independent_backward_drops_only_the_shared_weight_shift():
     # backward="independent" models the backward pass through independent copies of the weights: the same mean
     # field, and a finite-width drift without the shared-weight shift Δ (module docstring): the two profiles
-    # differ by Σ_{k>l} Δ_k/(2 ln 10). The spread formula is that setting's, so it answers at B ≥ N there.
+    # differ by Σ_{k>l} Δ_k/(2 ln 10), plus at B > 1 the batch's re-weighting by what the shared weights add between
+    # examples, −(1 − 1/B)(Σ_{j>k} X_kj + ½ X_kk), X = K + J.
     cfg = NetConfig(depth=6, width=8, activation="tanh", sigma_w2=1.3, sigma_b2=0.05, dtype="float64")
     mf = {b: np.asarray(T.gradient_profile(cfg, batch=4, finite_width=False, backward=b)) for b in T.gradients.BACKWARDS}
     assert_allclose(mf["shared"], mf["independent"], rtol=0, atol=0)
@@ -275,8 +274,19 @@ def test_independent_backward_drops_only_the_shared_weight_shift():
     sp_own, sp_copy = (np.asarray(T.gradient_spread(cfg, batch=7, backward=b)) for b in ("shared", "independent"))
     assert np.all(sp_own[:-2] < sp_copy[:-2]) and sp_own[-1] == sp_copy[-1] == 0
     assert np.all(np.isfinite(np.asarray(T.gradient_spread(cfg, batch=8, backward="independent"))))
-    with pytest.raises(ValueError, match="backward='independent' gives the spread"):
-        T.gradient_spread(cfg, batch=8)
+    # relu: K = 0, and each example's own direction J (diagonal included) re-weighs the batch; the network's spread is
+    # above the control's (the examples share more)
+    relu = cfg.with_(activation="relu", sigma_w2=2.0, sigma_b2=0.0)
+    J = np.asarray(jax.jit(T.gradients._own_direction_covariance)(relu, None, 1.0))
+    assert J.sum() > 0 and np.all(np.diag(J) > 0)
+    own, copy = (np.asarray(T.gradient_profile(relu, batch=B, finite_width=True, backward=b))
+                 for b in ("shared", "independent"))
+    delta = np.asarray(jax.jit(T.gradients._shared_weight_shift)(relu, None, 1.0))
+    delta = (delta - (1 - 1 / B) * (np.triu(J, 1).sum(1) + 0.5 * np.diag(J))) / (2 * math.log(10))
+    want = np.concatenate([np.cumsum(delta[::-1])[::-1][1:], [0.0]])
+    assert_allclose(own - copy, want, rtol=1e-12, atol=1e-15)
+    sp_own, sp_copy = (np.asarray(T.gradient_spread(relu, batch=7, backward=b)) for b in ("shared", "independent"))
+    assert np.all(sp_own[:-1] > sp_copy[:-1])
     for f in (T.gradient_profile, T.gradient_spread):
         with pytest.raises(ValueError, match=r"backward must be one of \['shared', 'independent'\], got 'own'"):
             f(cfg, batch=4, backward="own")

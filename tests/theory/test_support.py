@@ -52,7 +52,7 @@ CALLS = {
     "c_profile": lambda c: T.c_profile(c),
     "gradient_profile": lambda c: T.gradient_profile(c, finite_width=False),
     "gradient_profile_finite_width": lambda c: T.gradient_profile(c, finite_width=True),
-    "gradient_spread": lambda c: T.gradient_spread(c, batch=2),  # batch < width (4): B ≥ N is refused
+    "gradient_spread": lambda c: T.gradient_spread(c, batch=2),
     "jacobian_moments": lambda c: T.jacobian_moments(c, 1.0),
     "jacobian_density": lambda c: T.jacobian_density(c, points=64),
 }
