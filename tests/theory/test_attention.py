@@ -69,6 +69,7 @@ def _pure(depth, **kw):
                      norm="none", dtype="float64", **kw)
 
 
+@pytest.mark.quick_codegen  # compile-bound (tests/conftest.py); the module's compute-bound tests stay at full codegen
 def test_pure_attention_collapses_doubly_exponentially():
     # Dong et al. 2021 (arXiv:2103.03404): without skips or MLPs the tokens collapse to one direction,
     # 1 − ρ contracting like a cube per block. Width 64, 8 tokens, 8 seeds × 4 inputs, float64.
@@ -360,6 +361,7 @@ def _post_norm_walk(cfg, key, draws=16):
     return (grams.sum((1, 2)) - diag) / ((t - 1) * diag), traces / t
 
 
+@pytest.mark.quick_codegen  # compile-bound (tests/conftest.py); the module's compute-bound tests stay at full codegen
 def test_mean_field_is_the_infinite_width_mean_of_random_attention_post_norm_depth_8():
     # At N → ∞ each example's attention matrices stay random (the logits are O(1) Gaussians), so a deep stack's
     # Grams are a random walk and the backward pass reuses that walk's softmax rows; the mean field averages
@@ -381,6 +383,7 @@ def test_mean_field_is_the_infinite_width_mean_of_random_attention_post_norm_dep
     assert th_ratio[0] > 8 and th_sim[-1] > 0.95  # a deep, collapsing regime: not a comparison of flat profiles
 
 
+@pytest.mark.quick_codegen  # compile-bound (tests/conftest.py); the module's compute-bound tests stay at full codegen
 def test_finite_width_walk_matches_a_post_norm_stack_at_width_64_depth_8():
     # Post-layernorm at width 64 and depth 8 the measured tokens stay less similar than the mean field says
     # (1 − ρ after block 6: +34%) and the gradient grows 22% more: the per-example normalization of a Gram that
