@@ -12,6 +12,8 @@ from scipy import integrate, special
 from gradjax.nn.activations import resolve_activation
 from gradjax.theory import gaussian as g
 
+pytestmark = pytest.mark.quick_codegen  # compile-bound: see tests/conftest.py (module 21.7 → 19.5 CPU s beside a default run)
+
 
 def _quad_normal(f, points=(0.0,)):
     """E[f(z)], z ~ N(0,1), by adaptive scipy quadrature (independent of the rule under test)."""
