@@ -227,7 +227,7 @@ def agreement(results):
                             note=f"{s} seeds, standard error of the std {100 * std_relative_error(rel):.1f}% "
                                  f"(½√(2/(S−1) + γ₂/S)); "
                                  + ("gradient independence, which the control has" if suffix else
-                                    "with the weights shared between examples (K)")))
+                                    "with the weights shared between examples (K and J)")))
                     drift = float(sub[f"grad{suffix}_theory"].values[0]) - mf
                     se = sd / np.sqrt(s)
                     rows.append(AgreementRow(
