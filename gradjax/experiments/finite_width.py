@@ -196,7 +196,7 @@ def _legend(ax, control=False):
     handles, labels = ax.get_legend_handles_labels()
     handles += [Line2D([], [], color="0.3", linewidth=1.8),
                 Line2D([], [], color="0.3", linewidth=0.8, marker="o", markersize=3)]
-    labels += ["theory (none at batch ≥ width)", "measured std (bootstrap 10–90%)"]
+    labels += ["theory", "measured std (bootstrap 10–90%)"]
     handles.append(Line2D([], [], color="0.3", linewidth=1.2, linestyle=":"))
     labels.append("theory, independent copies")
     if control:
