@@ -143,6 +143,7 @@ def test_slope_matches_simulation_at_width_1024(kw, batch):
 
 
 @pytest.mark.slow
+@pytest.mark.quick_codegen  # compile-bound: see tests/conftest.py
 def test_finite_width_drift_and_spread():
     # Chaotic tanh (σ_w² = 4, σ_b² = 0.05), per-example norms (one input per ratio: batch=1 in the theory),
     # 128 seeds × 4 examples, depth 16, width 128, float32.
@@ -185,6 +186,7 @@ def test_profile_models_only_the_projection_loss():
             T.gradient_spread(cfg, loss=bad)
 
 
+@pytest.mark.quick_codegen  # compile-bound: see tests/conftest.py
 def test_finite_width_refuses_what_it_does_not_model():
     for kw, field in ((dict(arch="rnn"), "arch"), (dict(norm="layernorm"), "norm"), (dict(norm="batchnorm"), "norm")):
         cfg = NetConfig(depth=4, width=8, **kw)
