@@ -679,7 +679,7 @@ def _cross_example_covariance(cfg, q0, q_in):
 OWN_DIRECTION_ACTIVATIONS = ("relu", "linear")
 
 
-def _own_direction_covariance(cfg, q0, q_in):
+def _own_direction_covariance(cfg, q0, q_in, shared=None):
     """(L, L) J: covariance of one example's block-i log-factor with another's block-j log-factor from each example's
     backward pass carrying its own forward gains (module docstring: each example's own direction), relu and linear
     (mlp); zeros otherwise (not derived).
@@ -697,7 +697,8 @@ def _own_direction_covariance(cfg, q0, q_in):
 
         J = H diag(C_α + C_γ − 2C_αγ) Hᵀ + Q + Qᵀ,   Q_ij = H_{j,i−1} (C_αγ − C_γ)_{i−1} for j ≤ i − 1.
 
-    Patterns p = 1..L (h_L's: the readout's step carries the same component).
+    Patterns p = 1..L (h_L's: the readout's step carries the same component). ``shared`` (L,): the blocks' C_γ from
+    :func:`_block_variances` where the caller has it (it does not depend on the batch), else computed here.
     """
     L = cfg.depth
     if cfg.arch != "mlp" or cfg.activation not in OWN_DIRECTION_ACTIVATIONS:
@@ -719,7 +720,8 @@ def _own_direction_covariance(cfg, q0, q_in):
     c_alpha = (jax.vmap(lambda t, r: _g.mehler_pair(sq, sq, t, t, r, kinks=kinks))(one, c) / V**2 - 1.0) / n
     c_alpha_gamma = (jax.vmap(lambda t, r: _g.mehler_pair(sq, dsq, t, t, r, kinks=kinks))(one, c)
                      / (V * mu1[1:]) - 1.0) / n
-    _, _, shared = _block_variances(cfg, q0, q_in, 1)  # block l: D_{l−1}, patterns 0..L−1
+    if shared is None:
+        shared = _block_variances(cfg, q0, q_in, 1)[2]  # block l: D_{l−1}, patterns 0..L−1
     top = _dense_covariances(mu1[-1], mu2[-1], kappa[-1], 1.0 / cfg.out_dim, n)[1]  # the readout's, pattern L
     c_gamma = jnp.concatenate([shared[1:], top[None]])  # patterns 1..L
     eps = 1.0 / (n * mu1)  # patterns 0..L
@@ -831,28 +833,28 @@ def finite_width_shift(cfg, q0=None, *, q_in=1.0, batch=DEFAULT_BATCH, backward=
     docstring and checked there against simulated networks.
     """
     _check_backward(backward)
-    v = finite_width_variance(cfg, q0, q_in=q_in, batch=batch)
+    v, _, shared_g = _block_variances(cfg, q0, q_in, batch)  # v: finite_width_variance
     shared = 0.0
     if backward == "shared":
         shared = _shared_weight_shift(cfg, q0, q_in)
         if batch > 1:  # the batch sum re-weighs examples that share less (or more) than gradient independence says
-            X = _examples_covariance(cfg, q0, q_in)
+            X = _examples_covariance(cfg, q0, q_in, shared_g)
             shared = shared - (1.0 - 1.0 / batch) * (jnp.sum(jnp.triu(X, 1), 1) + 0.5 * jnp.diagonal(X))
     return -0.5 * v + shared + _length_mean_shift(cfg, q0, q_in) + _length_reweighting(cfg, q0, q_in, batch)
 
 
-def _cross_example_term(cfg, q0, q_in, b_eff):
+def _cross_example_term(cfg, q0, q_in, b_eff, shared=None):
     """(L, L): what the shared weights between examples add to the covariance of the batch's block log-factors,
     (1 − 1/√(B_eff,k B_eff,l)) K_kl (K: :func:`_cross_example_covariance`; ``b_eff`` (L,): the blocks' effective
     batch, from :func:`_block_variances`)."""
-    return (1.0 - 1.0 / jnp.sqrt(b_eff[:, None] * b_eff[None, :])) * _examples_covariance(cfg, q0, q_in)
+    return (1.0 - 1.0 / jnp.sqrt(b_eff[:, None] * b_eff[None, :])) * _examples_covariance(cfg, q0, q_in, shared)
 
 
-def _examples_covariance(cfg, q0, q_in):
+def _examples_covariance(cfg, q0, q_in, shared=None):
     """(L, L) what the weights shared by the forward and backward pass add to the covariance of two examples' block
     log-factors: K (the other's input direction, :func:`_cross_example_covariance`) + J (each one's own direction,
     :func:`_own_direction_covariance`)."""
-    return _cross_example_covariance(cfg, q0, q_in) + _own_direction_covariance(cfg, q0, q_in)
+    return _cross_example_covariance(cfg, q0, q_in) + _own_direction_covariance(cfg, q0, q_in, shared)
 
 
 @functools.partial(jax.jit, static_argnames=("loss", "batch", "backward"))
@@ -892,8 +894,8 @@ def gradient_spread(cfg, q0=None, *, q_in=1.0, loss="projection", batch=DEFAULT_
     """
     _check_loss(loss)
     _check_backward(backward)
-    v, b_eff, _ = _block_variances(cfg, q0, q_in, batch)  # what finite_width_variance returns, and B_eff
+    v, b_eff, shared_g = _block_variances(cfg, q0, q_in, batch)  # what finite_width_variance returns, and B_eff
     C = _forward_length_covariance(cfg, q0, q_in, b_eff)
     if backward == "shared" and batch > 1:  # at B = 1 (B_eff = 1) the examples' term has weight 0
-        C = C + _cross_example_term(cfg, q0, q_in, b_eff)
+        C = C + _cross_example_term(cfg, q0, q_in, b_eff, shared_g)
     return 0.5 * jnp.sqrt(jnp.maximum(_suffix_variance(v, C), 0.0)) / _LN10
