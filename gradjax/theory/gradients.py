@@ -845,8 +845,8 @@ def finite_width_shift(cfg, q0=None, *, q_in=1.0, batch=DEFAULT_BATCH, backward=
 
 def _cross_example_term(cfg, q0, q_in, b_eff, shared=None):
     """(L, L): what the shared weights between examples add to the covariance of the batch's block log-factors,
-    (1 − 1/√(B_eff,k B_eff,l)) K_kl (K: :func:`_cross_example_covariance`; ``b_eff`` (L,): the blocks' effective
-    batch, from :func:`_block_variances`)."""
+    (1 − 1/√(B_eff,k B_eff,l)) X_kl (X = K + J: :func:`_examples_covariance`; ``b_eff`` (L,): the blocks' effective
+    batch, and ``shared`` (L,) their C_γ, both from :func:`_block_variances`)."""
     return (1.0 - 1.0 / jnp.sqrt(b_eff[:, None] * b_eff[None, :])) * _examples_covariance(cfg, q0, q_in, shared)
 
 
